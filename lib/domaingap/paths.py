@@ -4,6 +4,8 @@ Environment variables (documented in README.md):
 
 - ``DOMAINGAP_DATA``: folder holding the raw dataset files (default ``data/cache``).
   Point it at an offline mirror, e.g. ``../shared/data``.
+- ``DOMAINGAP_CACHE``: folder for decoded arrays and extracted archives (default ``data/cache/_decoded``);
+  must be writable (the mirror need not be).
 - ``DOMAINGAP_ARTEFACTS``: folder for cached run artefacts (trained models, metrics;
   default ``artefacts/``).
 """
@@ -20,6 +22,11 @@ TESTS_DIR: Path = REPO_ROOT / "tests"
 BENCHMARKS_DIR: Path = REPO_ROOT / "benchmarks"
 
 
+DATA_ENV = "DOMAINGAP_DATA"
+CACHE_ENV = "DOMAINGAP_CACHE"
+ARTEFACTS_ENV = "DOMAINGAP_ARTEFACTS"
+
+
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     if not value:
@@ -32,12 +39,17 @@ def _env_path(name: str, default: Path) -> Path:
 
 def data_dir() -> Path:
     """Folder with the raw dataset files (``$DOMAINGAP_DATA``, default ``data/cache``)."""
-    return _env_path("DOMAINGAP_DATA", REPO_ROOT / "data" / "cache")
+    return _env_path(DATA_ENV, REPO_ROOT / "data" / "cache")
+
+
+def cache_dir() -> Path:
+    """Writable folder for decoded arrays and extracted archives (``$DOMAINGAP_CACHE``)."""
+    return _env_path(CACHE_ENV, REPO_ROOT / "data" / "cache" / "_decoded")
 
 
 def artefacts_dir() -> Path:
     """Folder for cached, resumable run artefacts (``$DOMAINGAP_ARTEFACTS``, default ``artefacts``)."""
-    return _env_path("DOMAINGAP_ARTEFACTS", REPO_ROOT / "artefacts")
+    return _env_path(ARTEFACTS_ENV, REPO_ROOT / "artefacts")
 
 
 def executed_dir() -> Path:

@@ -1,0 +1,160 @@
+"""Execute the book's notebooks with papermill at a profile.
+
+The notebooks are jupytext MyST markdown sources under ``notebooks/``; ``.ipynb`` files are build products.
+
+    python -m domaingap.runner run --profile default            # -> book/executed/<chapter>/<name>.ipynb
+    python -m domaingap.runner refs                             # -> tests/notebooks/<chapter>__<name>.ipynb (ci)
+    python -m domaingap.runner check-refs                       # are the nbval references current?
+
+A failing cell stops the run with a non-zero exit naming the notebook and the cell. Per-notebook run times are
+written to ``<out>/_runtimes.json`` for the book's provenance page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import paths
+from .profiles import PROFILES
+
+KERNEL = "python3"
+REFS_DIR = paths.TESTS_DIR / "notebooks"
+
+
+def sources(selection: list[str] | None = None) -> list[Path]:
+    """MyST notebook sources under ``notebooks/`` (those with a jupytext header), optionally filtered by substring."""
+    found = []
+    for path in sorted(paths.NOTEBOOKS_DIR.rglob("*.md")):
+        head = path.read_text(encoding="utf-8")[:400]
+        if "jupytext:" in head and "kernelspec:" in head:
+            found.append(path)
+    if selection:
+        found = [p for p in found if any(s in str(p.relative_to(paths.NOTEBOOKS_DIR)) for s in selection)]
+        if not found:
+            raise SystemExit(f"no notebook under {paths.NOTEBOOKS_DIR} matches {selection}")
+    return found
+
+
+def target(source: Path, out_dir: Path, flat: bool) -> Path:
+    rel = source.relative_to(paths.NOTEBOOKS_DIR).with_suffix(".ipynb")
+    return out_dir / ("__".join(rel.parts) if flat else rel)
+
+
+def to_notebook(source: Path):
+    """The jupytext conversion of a MyST source to an nbformat notebook (no outputs)."""
+    import jupytext
+
+    return jupytext.read(source, fmt="md:myst")
+
+
+def code_cells(nb) -> list[str]:
+    """Code-cell sources of a notebook, without the cell papermill injects for parameters."""
+    return [c.source for c in nb.cells
+            if c.cell_type == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+
+def execute(source: Path, output: Path, profile: str) -> float:
+    """Run one notebook with papermill at ``profile``; returns wall seconds. Writes ``output`` atomically."""
+    import nbformat
+    import papermill as pm
+
+    nb = to_notebook(source)
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        raise SystemExit(f"{source}: no cell tagged 'parameters' (papermill needs one to inject `profile`)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src_nb = Path(tmp) / output.name
+        nbformat.write(nb, src_nb)
+        tmp_out = output.with_name(output.stem + ".tmp.ipynb")
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(str(src_nb), str(tmp_out), parameters={"profile": profile}, kernel_name=KERNEL,
+                                cwd=str(paths.REPO_ROOT), progress_bar=False, log_output=False)
+        except pm.PapermillExecutionError as err:
+            raise SystemExit(f"FAILED {source.relative_to(paths.REPO_ROOT)} at profile {profile!r}: "
+                             f"cell {err.exec_count} raised {err.ename}: {err.evalue}\n"
+                             f"(the partly executed notebook is {tmp_out})") from None
+        seconds = time.perf_counter() - start
+        os.replace(tmp_out, output)
+    return seconds
+
+
+def run(profile: str, out_dir: Path, selection: list[str] | None = None, flat: bool = False) -> dict[str, float]:
+    """Execute every selected notebook; returns and records ``{source: seconds}``."""
+    if profile not in PROFILES:
+        raise SystemExit(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    runtimes_file = out_dir / "_runtimes.json"
+    record = json.loads(runtimes_file.read_text()) if runtimes_file.is_file() else {}
+    record.setdefault("notebooks", {})
+    todo = sources(selection)
+    for i, source in enumerate(todo, 1):
+        rel = str(source.relative_to(paths.REPO_ROOT))
+        print(f"[{i}/{len(todo)}] {rel} (profile={profile}) ...", flush=True)
+        seconds = execute(source, target(source, out_dir, flat), profile)
+        print(f"      done in {seconds:.1f} s", flush=True)
+        record["notebooks"][rel] = {"seconds": round(seconds, 1), "profile": profile,
+                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
+                         "cpu_count": os.cpu_count(), "python": platform.python_version()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = runtimes_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    os.replace(tmp, runtimes_file)
+    return {k: v["seconds"] for k, v in record["notebooks"].items()}
+
+
+def stale_refs() -> list[str]:
+    """Problems with the nbval references: missing, orphaned, or code differing from the MyST source."""
+    import nbformat
+
+    problems = []
+    expected = {target(s, REFS_DIR, flat=True): s for s in sources()}
+    for ref, source in expected.items():
+        if not ref.is_file():
+            problems.append(f"{ref.relative_to(paths.REPO_ROOT)} is missing")
+            continue
+        if code_cells(nbformat.read(ref, as_version=4)) != code_cells(to_notebook(source)):
+            problems.append(f"{ref.relative_to(paths.REPO_ROOT)} differs from {source.relative_to(paths.REPO_ROOT)}")
+    for ref in REFS_DIR.glob("*.ipynb"):
+        if ref not in expected:
+            problems.append(f"{ref.relative_to(paths.REPO_ROOT)} has no source under notebooks/")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m domaingap.runner", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_run = sub.add_parser("run", help="execute notebooks at a profile")
+    p_run.add_argument("--profile", default="default", choices=PROFILES)
+    p_run.add_argument("--out", type=Path, default=paths.executed_dir())
+    p_run.add_argument("notebooks", nargs="*", help="substrings selecting notebooks (default: all)")
+    p_refs = sub.add_parser("refs", help="regenerate the nbval reference notebooks (ci profile)")
+    p_refs.add_argument("notebooks", nargs="*")
+    sub.add_parser("check-refs", help="fail if an nbval reference is missing or out of date")
+    args = parser.parse_args(argv)
+    if args.cmd == "run":
+        run(args.profile, args.out.resolve(), args.notebooks)
+    elif args.cmd == "refs":
+        run("ci", REFS_DIR, args.notebooks, flat=True)
+        (REFS_DIR / "_runtimes.json").unlink(missing_ok=True)  # machine-specific; not part of the references
+    else:
+        problems = stale_refs()
+        for p in problems:
+            print(p)
+        if problems:
+            print("regenerate with: make refs")
+            return 1
+        print("nbval references are up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Shared fixtures. Dataset tests need the real files: set DOMAINGAP_DATA (CI points it at the offline mirror)."""
+
+import os
+
+import pytest
+
+from domaingap import data
+
+
+@pytest.fixture
+def require_data():
+    """Skip (locally) or fail (in CI) when a dataset's files are not in the data directory."""
+
+    def need(name: str) -> None:
+        ds = data.info(name)
+        if ds.files and not data._have_files(ds):
+            if os.environ.get("CI"):
+                pytest.fail(f"CI must have dataset {name!r}: set DOMAINGAP_DATA to the mirror")
+            pytest.skip(f"dataset {name!r} not in {data.paths.data_dir()}")
+
+    return need

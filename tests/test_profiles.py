@@ -1,0 +1,33 @@
+import pytest
+
+from domaingap import profiles, runner
+
+
+def test_every_section_defines_every_profile():
+    for section in profiles.sections():
+        for p in profiles.PROFILES:
+            assert profiles.get(section, p)["profile"] == p
+
+
+def test_unknown_profile_and_section():
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        profiles.get("data_overview", "fast")
+    with pytest.raises(KeyError, match="data_overview"):
+        profiles.get("nope", "ci")
+
+
+def test_get_returns_a_copy():
+    a = profiles.get("data_overview", "ci")
+    a["stats_n"] = -1
+    assert profiles.get("data_overview", "ci")["stats_n"] != -1
+
+
+def test_every_notebook_has_a_parameters_cell_and_profile_section():
+    for source in runner.sources():
+        nb = runner.to_notebook(source)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and 'profile = "default"' in tagged[0].source, source
+
+
+def test_nbval_references_match_their_sources():
+    assert runner.stale_refs() == []
