@@ -1,0 +1,55 @@
+"""Artefacts are keyed by spec and code, written atomically, reused on resume and never stale."""
+
+import json
+
+import pytest
+
+from domaingap import artefacts, paths
+
+
+@pytest.fixture(autouse=True)
+def _tmp_artefacts(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.ARTEFACTS_ENV, str(tmp_path / "art"))
+
+
+def test_computed_once_then_reused():
+    calls = []
+
+    def compute(spec, work):
+        calls.append(spec["n"])
+        (work / "extra.txt").write_text("model")
+        return {"loss": spec["n"] * 0.5}
+
+    a = artefacts.cached("t", {"n": 3}, compute)
+    b = artefacts.cached("t", {"n": 3}, compute)
+    assert calls == [3] and a["loss"] == b["loss"] == 1.5
+    assert (artefacts.folder("t", {"n": 3}) / "extra.txt").read_text() == "model"
+
+
+def test_changed_spec_or_code_gets_a_new_key():
+    assert artefacts.key({"n": 1}) != artefacts.key({"n": 2})
+    assert artefacts.key({"n": 1, "m": 2}) == artefacts.key({"m": 2, "n": 1})
+    assert artefacts.key({"n": 1}, depends=("data",)) != artefacts.key({"n": 1}, depends=("profiles",))
+
+
+def test_failed_run_leaves_no_finished_artefact_and_resumes():
+    def boom(spec, work):
+        (work / "partial.bin").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        artefacts.cached("t", {"n": 9}, boom)
+    assert artefacts.load("t", {"n": 9}) is None
+    leftovers = list((paths.artefacts_dir() / "t").iterdir())
+    assert leftovers == []
+    assert artefacts.cached("t", {"n": 9}, lambda s, w: {"ok": True})["ok"] is True
+
+
+def test_sweep_runs_only_missing_specs():
+    seen = []
+    compute = lambda spec, work: seen.append(spec["i"]) or {"i": spec["i"]}  # noqa: E731
+    artefacts.sweep("s", [{"i": 0}, {"i": 1}], compute, progress=False)
+    out = artefacts.sweep("s", [{"i": 0}, {"i": 1}, {"i": 2}], compute, progress=False)
+    assert seen == [0, 1, 2] and [r["i"] for r in out] == [0, 1, 2]
+    spec = json.loads((artefacts.folder("s", {"i": 2}) / "spec.json").read_text())
+    assert spec["spec"] == {"i": 2}
