@@ -8,7 +8,8 @@ Every notebook takes a ``profile`` parameter (injected by papermill) and asks th
 - ``default``: CPU-sized, enough runs for the statistics to mean something (the book is built with it).
 - ``paper``: the original paper's scale, meant for a GPU and the full datasets.
 
-The sizes themselves are in ``profiles.yaml`` beside this file, one section per notebook.
+The sizes themselves are in ``profiles.d/*.yaml`` beside this file (one file per chapter, one section per
+notebook); a section name may appear in only one file.
 """
 
 from __future__ import annotations
@@ -19,19 +20,24 @@ from pathlib import Path
 from typing import Any
 
 PROFILES = ("ci", "default", "paper")
-_YAML = Path(__file__).with_name("profiles.yaml")
+_DIR = Path(__file__).with_name("profiles.d")
 
 
 @lru_cache(maxsize=1)
 def _table() -> dict[str, dict[str, dict[str, Any]]]:
     import yaml
 
-    with open(_YAML) as fh:
-        table = yaml.safe_load(fh)
-    for section, per_profile in table.items():
-        missing = [p for p in PROFILES if p not in per_profile]
-        if missing:
-            raise ValueError(f"profiles.yaml section {section!r} lacks profiles {missing}")
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    origin: dict[str, str] = {}
+    for path in sorted(_DIR.glob("*.yaml")):
+        with open(path) as fh:
+            for section, per_profile in (yaml.safe_load(fh) or {}).items():
+                if section in table:
+                    raise ValueError(f"profile section {section!r} is defined in both {origin[section]} and {path.name}")
+                missing = [p for p in PROFILES if p not in per_profile]
+                if missing:
+                    raise ValueError(f"{path.name}: section {section!r} lacks profiles {missing}")
+                table[section], origin[section] = per_profile, path.name
     return table
 
 
