@@ -19,3 +19,15 @@ def require_data():
             pytest.skip(f"dataset {name!r} not in {data.paths.data_dir()}")
 
     return need
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the nbval notebooks in the book's execution order (claims pages after the notebooks they read)."""
+    def order(item):
+        path = item.path
+        if path.suffix != ".ipynb":
+            return (0,)
+        chapter, _, stem = path.stem.partition("__")
+        return (1, chapter == "summary", chapter, stem.endswith("claims"), stem)
+
+    items.sort(key=order)  # stable: cells of one notebook keep their order

@@ -28,10 +28,19 @@ KERNEL = "python3"
 REFS_DIR = paths.TESTS_DIR / "notebooks"
 
 
+def run_order(path: Path) -> tuple:
+    """Execution order: chapters alphabetically, each chapter's claims page after its notebooks (it reads the
+    claims they record), and the book-wide ``summary/`` folder last."""
+    rel = path.relative_to(paths.NOTEBOOKS_DIR) if path.is_relative_to(paths.NOTEBOOKS_DIR) else path
+    chapter = rel.parts[0] if len(rel.parts) > 1 else ""
+    return (chapter == "summary", chapter, path.stem.endswith("claims"), path.stem)
+
+
 def sources(selection: list[str] | None = None) -> list[Path]:
-    """MyST notebook sources under ``notebooks/`` (those with a jupytext header), optionally filtered by substring."""
+    """MyST notebook sources under ``notebooks/`` (those with a jupytext header), in run order, optionally
+    filtered by substring."""
     found = []
-    for path in sorted(paths.NOTEBOOKS_DIR.rglob("*.md")):
+    for path in sorted(paths.NOTEBOOKS_DIR.rglob("*.md"), key=run_order):
         head = path.read_text(encoding="utf-8")[:400]
         if "jupytext:" in head and "kernelspec:" in head:
             found.append(path)
