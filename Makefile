@@ -5,7 +5,7 @@ PROFILE ?= default
 # The data directory: set DOMAINGAP_DATA (e.g. ../shared/data, the offline mirror); default data/cache.
 export DOMAINGAP_DATA
 
-.PHONY: venv book test unit nbtest refs check-refs bench clean
+.PHONY: venv book test book-check unit refs bench clean
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml scripts/setup_venv.sh
 	bash scripts/setup_venv.sh $(VENV)
@@ -14,12 +14,23 @@ $(VENV)/.installed: requirements.txt pyproject.toml scripts/setup_venv.sh
 ## book: run every notebook with papermill at $(PROFILE), then build the HTML book (strict).
 book: venv
 	$(PY) -m domaingap.runner run --profile $(PROFILE) --out book/executed
-	$(VENV)/bin/jupyter-book build book --config _config.yml --path-output book -W -n --keep-going
+	$(call BUILD_BOOK,book)
 	@echo "HTML book: $(CURDIR)/book/_build/html/index.html"
 
-## test: lib unit tests + nbval regression tests of every notebook at the ci profile.
+BUILD_BOOK = $(VENV)/bin/jupyter-book build $(1) --config _config.yml --path-output $(1) -W -n --keep-going
+
+## test: lib unit tests + nbval regression tests of every notebook at the ci profile, then the strict HTML build
+## of the ci-profile book (from the nbval references) checked page by page in headless Chromium.
 test: venv
 	$(PY) -m pytest tests --nbval-lax -p no:cacheprovider
+	$(MAKE) book-check
+
+## book-check: the ci-profile book (a copy of book/ in build/ci-book/ fed with the nbval references), strict
+## build, then every page opened in headless Chromium.
+book-check: venv
+	$(PY) -m domaingap.runner assemble-refs --book-dir build/ci-book
+	$(call BUILD_BOOK,build/ci-book)
+	$(PY) scripts/check_book.py build/ci-book/_build/html
 
 unit: venv
 	$(PY) -m pytest tests -p no:cacheprovider --ignore=tests/notebooks

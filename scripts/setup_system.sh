@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# System packages the Python requirements cannot bring: ImageMagick's MagickWand for medmnistc's motion blur.
+# System packages pip cannot bring: MagickWand (medmnistc's motion blur) and Chromium + ChromeDriver (browser check).
 # Needs root (CI runs as root); elsewhere it prints what to install and carries on.
 set -euo pipefail
-pkgs=(libmagickwand-6.q16-6)
+pkgs=(libmagickwand-6.q16-6 chromium chromium-driver)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -25,6 +25,8 @@ from . import paths
 from .profiles import PROFILES
 
 KERNEL = "python3"
+RUNTIMES = "_runtimes.json"
+RUNTIMES_ENV = "DOMAINGAP_RUNTIMES"  # set for the kernels: where this run records per-notebook times
 REFS_DIR = paths.TESTS_DIR / "notebooks"
 
 
@@ -99,9 +101,13 @@ def run(profile: str, out_dir: Path, selection: list[str] | None = None, flat: b
     """Execute every selected notebook; returns and records ``{source: seconds}``."""
     if profile not in PROFILES:
         raise SystemExit(f"unknown profile {profile!r}; expected one of {PROFILES}")
-    runtimes_file = out_dir / "_runtimes.json"
+    runtimes_file = out_dir / RUNTIMES
     record = json.loads(runtimes_file.read_text()) if runtimes_file.is_file() else {}
     record.setdefault("notebooks", {})
+    record["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
+                         "cpu_count": os.cpu_count(), "python": platform.python_version()}
+    # The provenance page (run last) reads the times of the notebooks run before it from this file.
+    os.environ[RUNTIMES_ENV] = str(runtimes_file)
     todo = sources(selection)
     for i, source in enumerate(todo, 1):
         rel = str(source.relative_to(paths.REPO_ROOT))
@@ -110,12 +116,10 @@ def run(profile: str, out_dir: Path, selection: list[str] | None = None, flat: b
         print(f"      done in {seconds:.1f} s", flush=True)
         record["notebooks"][rel] = {"seconds": round(seconds, 1), "profile": profile,
                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    record["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
-                         "cpu_count": os.cpu_count(), "python": platform.python_version()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = runtimes_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    os.replace(tmp, runtimes_file)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = runtimes_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+        os.replace(tmp, runtimes_file)
     return {k: v["seconds"] for k, v in record["notebooks"].items()}
 
 
@@ -137,6 +141,26 @@ def stale_refs() -> list[str]:
     return problems
 
 
+def assemble_refs(book_dir: Path) -> None:
+    """Make ``book_dir`` a copy of book/ whose executed notebooks are the ci-profile references, so the HTML book
+    can be built and browser-checked in CI without running every notebook a second time (and without touching a
+    default-profile build in book/)."""
+    import shutil
+
+    problems = stale_refs()
+    if problems:
+        raise SystemExit("nbval references are out of date:\n" + "\n".join(problems))
+    if book_dir.exists():
+        shutil.rmtree(book_dir)
+    shutil.copytree(paths.BOOK_DIR, book_dir, ignore=shutil.ignore_patterns("_build", "executed"))
+    out_dir = book_dir / "executed"
+    for source in sources():
+        dest = target(source, out_dir, flat=False)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target(source, REFS_DIR, flat=True), dest)
+    print(f"assembled {len(sources())} executed ci-profile notebooks into {out_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m domaingap.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,12 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     p_refs = sub.add_parser("refs", help="regenerate the nbval reference notebooks (ci profile)")
     p_refs.add_argument("notebooks", nargs="*")
     sub.add_parser("check-refs", help="fail if an nbval reference is missing or out of date")
+    p_asm = sub.add_parser("assemble-refs", help="copy book/ with the ci-profile references as its executed notebooks")
+    p_asm.add_argument("--book-dir", type=Path, default=paths.REPO_ROOT / "build" / "ci-book")
     args = parser.parse_args(argv)
     if args.cmd == "run":
         run(args.profile, args.out.resolve(), args.notebooks)
     elif args.cmd == "refs":
         run("ci", REFS_DIR, args.notebooks, flat=True)
-        (REFS_DIR / "_runtimes.json").unlink(missing_ok=True)  # machine-specific; not part of the references
+        (REFS_DIR / RUNTIMES).unlink(missing_ok=True)  # machine-specific; not part of the references
+    elif args.cmd == "assemble-refs":
+        assemble_refs(args.book_dir.resolve())
     else:
         problems = stale_refs()
         for p in problems:
