@@ -94,12 +94,9 @@ def cached(kind: str, spec: dict, compute: Callable[[dict, Path], dict], depends
 
 
 def sweep(kind: str, specs: Iterable[dict], compute: Callable[[dict, Path], dict], depends: Sequence[str] = (),
-          progress: bool = True, desc: str | None = None) -> list[dict]:
-    """``cached`` over a list of specs, in order, with a progress bar; finished runs are not recomputed."""
-    from tqdm.auto import tqdm
+          progress: bool = True, desc: str | None = None, executor: str | None = None) -> list[dict]:
+    """Results of every spec in order; only missing ones are computed, by the executor that
+    ``$DOMAINGAP_EXECUTOR`` (or ``executor``) names -- see :mod:`domaingap.executors`."""
+    from . import executors
 
-    specs = list(specs)
-    todo = sum(load(kind, s, depends) is None for s in specs)
-    bar = tqdm(specs, desc=desc or kind, disable=not progress,
-               postfix={"cached": len(specs) - todo, "to run": todo})
-    return [cached(kind, s, compute, depends) for s in bar]
+    return executors.run(kind, list(specs), compute, depends, executor=executor, progress=progress, desc=desc)
