@@ -36,7 +36,9 @@ def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 
 def browser(profile_dir: str) -> webdriver.Chrome:
     opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    # Debian's chromium here; GitHub's runners ship google-chrome
+    opts.binary_location = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))),
+                                "/usr/bin/chromium")
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", "--disable-quic", f"--user-data-dir={profile_dir}", "--window-size=1280,1000"):
