@@ -108,3 +108,28 @@ def test_bad_requests_raise_clear_errors(require_data):
 def test_digits_need_no_file():
     x, y = data.load_arrays("digits", "train")
     assert x.shape == (1438, 1, 8, 8) and x.max() == 255
+
+
+def test_medmnist_plus_release_missing_offline_names_file_md5_and_url(tmp_path, monkeypatch):
+    import medmnist
+
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "d"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(data.DOWNLOAD_ENV, raising=False)
+    assert data.releases("breastmnist") == (28, 64, 128, 224) and data.releases("mnist") == (28,)
+    with pytest.raises(data.DataFileError) as err:
+        data.load_arrays("breastmnist", "train", release=224)
+    msg = str(err.value)
+    assert "breastmnist_224.npz" in msg and medmnist.INFO["breastmnist"]["MD5_224"] in msg
+    assert medmnist.INFO["breastmnist"]["url_224"] in msg
+    with pytest.raises(ValueError, match="published at"):
+        data.load_arrays("mnist", "train", release=224)
+
+
+def test_medmnist_plus_release_checksum_is_verified(tmp_path, monkeypatch):
+    (tmp_path / "d" / "breastmnist").mkdir(parents=True)
+    (tmp_path / "d" / "breastmnist" / "breastmnist_64.npz").write_bytes(b"corrupt")
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "d"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(data.DataFileError, match="MD5"):
+        data.load_arrays("breastmnist", "train", release=64)

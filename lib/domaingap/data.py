@@ -233,7 +233,26 @@ def _extract(archive: Path, dest: Path) -> Path:
 # ----------------------------------------------------------------------------------------------- readers
 # Each reader returns {split: (images uint8 (N, H, W, C), labels int64 (N,))} for ALL official splits.
 
-def _read_medmnist(ds: DatasetInfo, allow_download: bool):
+MEDMNIST_SIZES = (28, 64, 128, 224)  # MedMNIST+ releases; only the 28 px files are in the offline mirror
+
+
+def _medmnist_plus_file(ds: DatasetInfo, size: int) -> tuple[Path, str, str]:
+    """(path, official MD5, URL) of a MedMNIST+ release at ``size`` px."""
+    import medmnist
+
+    info_ = medmnist.INFO[ds.name]
+    return (paths.data_dir() / ds.name / f"{ds.name}_{size}.npz", info_[f"MD5_{size}"], info_[f"url_{size}"])
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_medmnist(ds: DatasetInfo, allow_download: bool, release: int = 28):
     import medmnist
 
     cls_name = {"breastmnist": "BreastMNIST", "pneumoniamnist": "PneumoniaMNIST",
@@ -242,7 +261,21 @@ def _read_medmnist(ds: DatasetInfo, allow_download: bool):
     if cls is None:  # medmnist swallows its own import errors and leaves the classes undefined
         raise ImportError(f"medmnist.{cls_name} is undefined: the medmnist package failed to import its "
                           "dependencies (torch, torchvision, PIL); reinstall requirements.txt")
-    if _have_files(ds):
+    if release != 28:
+        path, md5, url = _medmnist_plus_file(ds, release)
+        root, download = path.parent, False
+        if not path.is_file():
+            if not allow_download:
+                raise DataFileError(
+                    f"dataset {ds.name!r} at {release} px needs the file {path} (official MD5 {md5}), which is "
+                    f"missing; the offline mirror holds only the 28 px release.\n  With internet: set "
+                    f"{DOWNLOAD_ENV}=1 (medmnist downloads {url}), or download it yourself into {path.parent}.")
+            root.mkdir(parents=True, exist_ok=True)
+            download = True
+        elif _md5(path) != md5:
+            raise DataFileError(f"checksum mismatch for {path}: MD5 is {_md5(path)}, expected {md5}; delete it and "
+                                f"download it again from {url}")
+    elif _have_files(ds):
         root, download = paths.data_dir() / ds.name, False
         for rel in ds.files:
             verified_file(ds, rel)
@@ -253,13 +286,13 @@ def _read_medmnist(ds: DatasetInfo, allow_download: bool):
         verified_file(ds, next(iter(ds.files)))  # raises the clear missing-file error
     out = {}
     for split in ds.split_sizes:
-        d = cls(split=split, download=download, root=str(root))
+        d = cls(split=split, download=download, root=str(root), size=release)
         imgs = d.imgs if d.imgs.ndim == 4 else d.imgs[..., None]
         out[split] = (np.ascontiguousarray(imgs, dtype=np.uint8), d.labels.reshape(-1).astype(np.int64))
     return out
 
 
-def _read_mnist_like(ds: DatasetInfo, allow_download: bool):
+def _read_mnist_like(ds: DatasetInfo, allow_download: bool, release: int):
     from torchvision import datasets
 
     cls = datasets.MNIST if ds.name == "mnist" else datasets.FashionMNIST
@@ -299,7 +332,7 @@ def _read_image_folder(folder: Path, classes: Sequence[str]):
     return imgs, labels
 
 
-def _read_cifar10(ds: DatasetInfo, allow_download: bool):
+def _read_cifar10(ds: DatasetInfo, allow_download: bool, release: int):
     if _have_files(ds):
         rel = next(iter(ds.files))
         root = _extract(verified_file(ds, rel), cache_dir() / "extracted" / "cifar10-jpeg")
@@ -333,7 +366,7 @@ def _stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int
     return {s: np.sort(np.concatenate(p)) for s, p in parts.items()}
 
 
-def _read_mednist(ds: DatasetInfo, allow_download: bool):
+def _read_mednist(ds: DatasetInfo, allow_download: bool, release: int):
     if _have_files(ds):
         archive = verified_file(ds, next(iter(ds.files)))
     elif allow_download:
@@ -353,7 +386,7 @@ def _read_mednist(ds: DatasetInfo, allow_download: bool):
     return {s: (imgs[i], labels[i]) for s, i in split.items()}
 
 
-def _read_digits(ds: DatasetInfo, allow_download: bool):
+def _read_digits(ds: DatasetInfo, allow_download: bool, release: int):
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -368,31 +401,43 @@ _READERS = {"breastmnist": _read_medmnist, "pneumoniamnist": _read_medmnist, "re
             "mednist": _read_mednist, "digits": _read_digits}
 
 
-def _decoded_key(ds: DatasetInfo) -> str:
-    if _have_files(ds):
+def _decoded_key(ds: DatasetInfo, release: int) -> str:
+    if release != ds.native_size:
+        digest = f"{release}px"
+    elif _have_files(ds):
         digest = hashlib.sha256("".join(ds.files[r] for r in sorted(ds.files)).encode()).hexdigest()[:16]
     else:
         digest = "official"
     return f"{ds.name}-{digest}-v1"
 
 
-def load_arrays(name: str, split: str = "train", *, allow_download: bool | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def releases(name: str) -> tuple[int, ...]:
+    """Image sizes (px) at which ``name`` is published: MedMNIST+ has 28/64/128/224, the others one size."""
+    ds = info(name)
+    return MEDMNIST_SIZES if _READERS[ds.name] is _read_medmnist else (ds.native_size,)
+
+
+def load_arrays(name: str, split: str = "train", *, release: int | None = None,
+                allow_download: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The whole official split as stored: images uint8 ``(N, C, H, W)`` and labels int64 ``(N,)``.
 
+    ``release``: which published size to read (MedMNIST+: 28, 64, 128 or 224 px; default the native 28).
     Decoded arrays are cached (keyed by the source files' checksums) so JPEG sets are decoded once.
     """
     ds = info(name)
+    release = ds.native_size if release is None else int(release)
+    if release not in releases(ds.name):
+        raise ValueError(f"dataset {ds.name!r} is published at {releases(ds.name)} px, not {release}")
     if split not in ds.split_sizes:
         raise ValueError(f"dataset {ds.name!r} has splits {list(ds.split_sizes)}, not {split!r}")
-    cached = cache_dir() / "arrays" / f"{_decoded_key(ds)}.npz"
+    cached = cache_dir() / "arrays" / f"{_decoded_key(ds, release)}.npz"
     if cached.is_file():
         try:
             with np.load(cached) as z:
                 return z[f"{split}_x"], z[f"{split}_y"]
         except (OSError, KeyError, ValueError):  # a corrupt cache file is rebuilt, never trusted
             cached.unlink()
-    splits = _READERS[ds.name](ds, _download_allowed(allow_download))
+    splits = _READERS[ds.name](ds, _download_allowed(allow_download), release)
     arrays = {}
     for s, (imgs, labels) in splits.items():
         if len(imgs) != ds.split_sizes[s]:
@@ -457,7 +502,8 @@ def sample_indices(labels: np.ndarray, n: int | None, *, seed: int, balanced: bo
 
 def load(name: str, split: str = "train", *, classes: Sequence[int] | None = None, size: int | None = None,
          channels: int | None = None, n: int | None = None, seed: int = 0, balanced: bool = False,
-         pixel_range: tuple[float, float] = (0.0, 1.0), allow_download: bool | None = None) -> ImageSet:
+         pixel_range: tuple[float, float] = (0.0, 1.0), release: int | None = None,
+         allow_download: bool | None = None) -> ImageSet:
     """Dataset ``name``, official ``split``, as a float32 :class:`ImageSet`.
 
     Args:
@@ -467,6 +513,8 @@ def load(name: str, split: str = "train", *, classes: Sequence[int] | None = Non
         channels: 1 (ITU-R 601 luma, as PIL's "L") or 3 (gray repeated); None keeps the native channels.
         n, seed, balanced: a seeded subset of ``n`` images (class-balanced if ``balanced``); None keeps all.
         pixel_range: (0, 1) or (0, 255) -- P1 feeds its models [0, 255].
+        release: the published size to read before resizing (MedMNIST+ 28/64/128/224; see :func:`releases`).
+            The ``paper`` profiles read the 224 px MedMNIST+ files rather than upsampling 28 px images.
     """
     import torch
     import torch.nn.functional as F
@@ -478,7 +526,7 @@ def load(name: str, split: str = "train", *, classes: Sequence[int] | None = Non
         raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
     if size is not None and (not isinstance(size, int) or size < 2):
         raise ValueError(f"size must be an int >= 2 pixels, got {size!r}")
-    imgs, labels = load_arrays(ds.name, split, allow_download=allow_download)
+    imgs, labels = load_arrays(ds.name, split, release=release, allow_download=allow_download)
     class_names = ds.classes
     positions = np.arange(len(labels))
     if classes is not None:
