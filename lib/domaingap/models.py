@@ -1,0 +1,538 @@
+"""Model zoo: torchvision ResNets/VGGs adapted to small images, a CPU-sized CNN, penultimate
+representations and tolerant loading of pretrained weights.
+
+Architectures follow the papers this book reproduces:
+
+- P1 (Konz & Mazurowski, ICLR 2024) trains torchvision ``resnet18/34/50`` and ``vgg13/16/19``
+  from scratch (first conv adapted to 1 channel) and measures the intrinsic dimension of the
+  penultimate representation: the ResNet ``layer4`` output flattened *before* the average pool,
+  and the VGG second classifier ``Linear`` *before* its ReLU.
+- P2 (Mouton et al. 2026, after Ilyas et al. 2019) needs the penultimate representation
+  ``g(x)`` for the D_R / D_NR constructions (:func:`domaingap.attacks.invert_representation`).
+- P3 (Juodelyte et al., TMLR 2023) fine-tunes an ImageNet- or RadImageNet-initialised ResNet50;
+  :func:`load_pretrained` accepts torchvision's ImageNet weights and converted state-dict files.
+
+Images are ``(N, C, H, W)`` float tensors; every model maps them to ``(N, num_classes)`` logits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torchvision
+from torch import nn
+
+__all__ = [
+    "MODEL_NAMES",
+    "SmallCNN",
+    "build_model",
+    "penultimate",
+    "load_pretrained",
+    "LoadReport",
+]
+
+MODEL_NAMES: tuple[str, ...] = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "vgg13",
+    "vgg16",
+    "vgg19",
+    "small_cnn",
+)
+
+# Inputs up to this size get the CIFAR-style adaptations (3x3 stride-1 ResNet stem, no
+# maxpool; VGG pools with ceil_mode and a 1x1 average pool). Above it the torchvision
+# ImageNet definitions are kept unchanged, so ImageNet weights load without surgery.
+SMALL_INPUT_MAX: int = 64
+
+
+class SmallCNN(nn.Module):
+    """A few-layer CNN sized for CPU-only profiles (tens of thousands of parameters).
+
+    Three 3x3 conv blocks (conv -> BatchNorm -> ReLU, the first two followed by 2x2 max
+    pooling), a global average pool, one hidden ``Linear`` + ReLU (the penultimate
+    representation, ``width * 4`` features) and a linear classifier ``fc``.
+
+    Args:
+        in_channels: C of the ``(N, C, H, W)`` input.
+        num_classes: number of output logits.
+        width: channels of the first block (then ``2*width``, ``4*width``).
+
+    Works for any H, W >= 4 (global pooling removes the spatial size).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32) -> None:
+        super().__init__()
+        w = width
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            # bias=False: the BatchNorm shift makes a conv bias redundant
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        self.features = nn.Sequential(
+            *block(in_channels, w),
+            nn.MaxPool2d(2),
+            *block(w, 2 * w),
+            nn.MaxPool2d(2),
+            *block(2 * w, 4 * w),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(1),
+        )
+        self.embed = nn.Sequential(nn.Linear(4 * w, 4 * w), nn.ReLU(inplace=True))
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate representation ``(N, 4*width)`` (input of ``fc``, after the ReLU)."""
+        return self.embed(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.forward_features(x))
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+_RESNET_LAYOUTS = {
+    "resnet18": (torchvision.models.resnet.BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (torchvision.models.resnet.BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (torchvision.models.resnet.Bottleneck, [3, 4, 6, 3]),
+}
+_VGG_CFGS = {"vgg13": "B", "vgg16": "D", "vgg19": "E"}
+
+
+def _resnet(name: str, in_channels: int, num_classes: int, width: int, stem: str) -> torchvision.models.ResNet:
+    """torchvision's ResNet with stage widths (w, 2w, 4w, 8w) (torchvision: w = 64) and a chosen stem.
+
+    Built through torchvision's own ``_make_layer`` and blocks, so module names, state-dict keys
+    and the forward pass are torchvision's; only the widths and the stem differ.
+    """
+    block, layers = _RESNET_LAYOUTS[name]
+    m = torchvision.models.ResNet.__new__(torchvision.models.ResNet)
+    nn.Module.__init__(m)
+    # the attributes torchvision's ResNet.__init__ sets for _make_layer
+    m._norm_layer, m.inplanes, m.dilation, m.groups, m.base_width = nn.BatchNorm2d, width, 1, 1, 64
+    # children are registered in torchvision's order: checkpoints saved as
+    # nn.Sequential(*list(resnet.children())[:-1]) are matched by position
+    cifar = stem == "cifar"  # 3x3 stride-1 conv, no max pool: keeps resolution for 28-64 px inputs
+    m.conv1 = nn.Conv2d(in_channels, width, kernel_size=3 if cifar else 7, stride=1 if cifar else 2,
+                        padding=1 if cifar else 3, bias=False)
+    m.bn1 = nn.BatchNorm2d(width)
+    m.relu = nn.ReLU(inplace=True)
+    m.maxpool = nn.Identity() if cifar else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+    m.layer1 = m._make_layer(block, width, layers[0])
+    m.layer2 = m._make_layer(block, 2 * width, layers[1], stride=2)
+    m.layer3 = m._make_layer(block, 4 * width, layers[2], stride=2)
+    m.layer4 = m._make_layer(block, 8 * width, layers[3], stride=2)
+    m.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+    m.fc = nn.Linear(8 * width * block.expansion, num_classes)
+    for mod in m.modules():  # torchvision's initialisation
+        if isinstance(mod, nn.Conv2d):
+            nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(mod, nn.BatchNorm2d):
+            nn.init.ones_(mod.weight)
+            nn.init.zeros_(mod.bias)
+    return m
+
+
+def _vgg(name: str, in_channels: int, num_classes: int, width: int, small: bool) -> torchvision.models.VGG:
+    """torchvision's VGG (no BatchNorm, as P1) with block widths (w, 2w, 4w, 8w, 8w) and hidden
+    width 64w (torchvision: w = 64, hidden 4096); small inputs get ceil-mode pools and a 1x1
+    average pool (see :func:`build_model`)."""
+    cfg = [v if v == "M" else v * width // 64 for v in torchvision.models.vgg.cfgs[_VGG_CFGS[name]]]
+    m = torchvision.models.VGG.__new__(torchvision.models.VGG)
+    nn.Module.__init__(m)
+    m.features = torchvision.models.vgg.make_layers(cfg, batch_norm=False)
+    m.features[0] = nn.Conv2d(in_channels, cfg[0], kernel_size=3, padding=1)
+    if small:
+        for mod in m.features:
+            if isinstance(mod, nn.MaxPool2d):
+                mod.ceil_mode = True
+    side = 1 if small else 7
+    m.avgpool = nn.AdaptiveAvgPool2d((side, side))
+    hidden = 64 * width
+    m.classifier = nn.Sequential(
+        nn.Linear(8 * width * side * side, hidden),
+        nn.ReLU(True),
+        nn.Dropout(p=0.5),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(True),
+        nn.Dropout(p=0.5),
+        nn.Linear(hidden, num_classes),
+    )
+    for mod in m.modules():  # torchvision's initialisation
+        if isinstance(mod, nn.Conv2d):
+            nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(mod.bias)
+        elif isinstance(mod, nn.Linear):
+            nn.init.normal_(mod.weight, 0, 0.01)
+            nn.init.zeros_(mod.bias)
+    return m
+
+
+def build_model(
+    name: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    width: int | None = None,
+    stem: Literal["cifar", "imagenet"] | None = None,
+) -> nn.Module:
+    """Build an untrained classifier for ``(N, in_channels, image_size, image_size)`` images.
+
+    Args:
+        name: one of :data:`MODEL_NAMES` (``"resnet18"``, ``"resnet34"``, ``"resnet50"``,
+            ``"vgg13"``, ``"vgg16"``, ``"vgg19"``, ``"small_cnn"``).
+        in_channels: image channels (1 for grayscale as in P1's medical data, 3 for RGB).
+        num_classes: number of logits.
+        image_size: side length in pixels (square images).
+        width: base channel width; ``None`` keeps the published one. ResNet stages get
+            ``(w, 2w, 4w, 8w)`` channels (torchvision: 64); VGG blocks ``(w, 2w, 4w, 8w, 8w)``
+            and hidden layers ``64 w`` (torchvision: 64, i.e. 4096); SmallCNN ``(w, 2w, 4w)``
+            (default 32). Narrow widths make the CPU-sized profiles affordable.
+        stem: ResNets only: ``"cifar"`` (3x3 stride-1 conv, no max pool) or ``"imagenet"``
+            (7x7 stride-2 conv + max pool); ``None`` picks ``"cifar"`` for
+            ``image_size <= 64`` and ``"imagenet"`` above.
+
+    Returns:
+        An ``nn.Module`` mapping ``(N, in_channels, H, W)`` to ``(N, num_classes)`` logits, with
+        attribute ``arch = name`` (used by :func:`load_pretrained` to find ImageNet weights).
+        ResNets and VGGs are instances of torchvision's ``ResNet`` / ``VGG`` classes with
+        torchvision's module names, so torchvision checkpoints load into them.
+
+    Adaptations of the torchvision definitions (``weights=None``):
+
+    - the first conv takes ``in_channels`` (P1 adapts it to 1 channel the same way);
+    - ResNet, ``image_size <= 64`` (default stem): the 7x7 stride-2 stem becomes a 3x3
+      stride-1 conv and the max pool is dropped (the standard CIFAR adaptation): a 28 px input
+      then reaches ``layer4`` at 4x4 instead of 1x1;
+    - VGG, ``image_size <= 64``: pools use ``ceil_mode=True`` so five halvings of 28 px end at
+      1x1 (28, 14, 7, 4, 2, 1) instead of failing at 0x0; the average pool becomes 1x1 and the
+      first classifier layer takes ``8 w`` (512) features; the hidden layers and dropout are
+      kept, so the P1 representation (second classifier ``Linear``) is still ``64 w``-d;
+    - larger images with the default width and stem give exactly the ImageNet definitions.
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model name {name!r}; expected one of {MODEL_NAMES}")
+    _check_positive_int("in_channels", in_channels)
+    _check_positive_int("num_classes", num_classes)
+    _check_positive_int("image_size", image_size)
+    if width is not None:
+        _check_positive_int("width", width)
+    if stem not in (None, "cifar", "imagenet"):
+        raise ValueError(f"stem must be 'cifar', 'imagenet' or None, got {stem!r}")
+    if stem is not None and not name.startswith("resnet"):
+        raise ValueError(f"stem applies to ResNets only, got stem={stem!r} for {name!r}")
+    small = image_size <= SMALL_INPUT_MAX
+
+    if name == "small_cnn":
+        if image_size < 4:
+            raise ValueError(f"small_cnn needs image_size >= 4 (two 2x2 pools), got {image_size}")
+        model: nn.Module = SmallCNN(in_channels, num_classes, width=width or 32)
+    elif name.startswith("resnet"):
+        model = _resnet(name, in_channels, num_classes, width or 64, stem or ("cifar" if small else "imagenet"))
+    else:
+        model = _vgg(name, in_channels, num_classes, width or 64, small)
+    model.arch = name
+    return model
+
+
+def _head_module(model: nn.Module) -> tuple[str, nn.Linear]:
+    """Name and module of the final classifier ``Linear``."""
+    if isinstance(model, (torchvision.models.ResNet, SmallCNN)):
+        return "fc", model.fc
+    if isinstance(model, torchvision.models.VGG):
+        idx = len(model.classifier) - 1
+        return f"classifier.{idx}", model.classifier[idx]
+    # fall back on the last Linear in registration order
+    last = None
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            last = (n, m)
+    if last is None:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier head")
+    return last
+
+
+def penultimate(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    resnet_layer: Literal["avgpool", "layer4"] = "avgpool",
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Representation before the final classifier, ``(N, F)``.
+
+    Args:
+        model: a model from :func:`build_model` (torchvision ``ResNet`` / ``VGG`` or
+            :class:`SmallCNN`), or any module with a ``forward_features`` method.
+        x: ``(N, C, H, W)`` images on the model's device.
+        resnet_layer: for ResNets, ``"avgpool"`` gives the global-average-pooled ``layer4``
+            output (``F = 512`` or ``2048``; the input of ``fc``); ``"layer4"`` gives P1's
+            definition, the ``layer4`` output flattened before the pool
+            (``F = 512 * h * w``, e.g. 8192 for ResNet-18 at 28 px).
+        batch_size: if given, run in chunks of this many images (for large N under
+            ``torch.no_grad()``); gradients still flow through the concatenation.
+
+    Returns:
+        ``(N, F)`` tensor. VGG: output of the second classifier ``Linear``, before its ReLU
+        (P1's definition, F = 4096). SmallCNN: input of ``fc`` (after the hidden ReLU).
+
+    The model is put in eval mode for the call (BatchNorm running statistics, no dropout) and
+    each submodule's mode is restored afterwards. Gradient mode is left to the caller, so the
+    function also serves as the differentiable ``g`` of representation inversion.
+    """
+    if resnet_layer not in ("avgpool", "layer4"):
+        raise ValueError(f"resnet_layer must be 'avgpool' or 'layer4', got {resnet_layer!r}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be an (N, C, H, W) tensor, got {shape}")
+    if batch_size is not None:
+        _check_positive_int("batch_size", batch_size)
+        if x.shape[0] > batch_size:
+            return torch.cat(
+                [penultimate(model, xb, resnet_layer=resnet_layer) for xb in x.split(batch_size)]
+            )
+
+    if isinstance(model, torchvision.models.ResNet):
+
+        def fn(z: torch.Tensor) -> torch.Tensor:
+            # mirrors torchvision's ResNet._forward_impl up to the classifier
+            z = model.maxpool(model.relu(model.bn1(model.conv1(z))))
+            z = model.layer4(model.layer3(model.layer2(model.layer1(z))))
+            if resnet_layer == "avgpool":
+                z = model.avgpool(z)
+            return torch.flatten(z, 1)
+
+    elif isinstance(model, torchvision.models.VGG):
+
+        def fn(z: torch.Tensor) -> torch.Tensor:
+            z = torch.flatten(model.avgpool(model.features(z)), 1)
+            # classifier = [Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear]:
+            # stop after the second Linear, before its (in-place) ReLU
+            return model.classifier[:4](z)
+
+    elif hasattr(model, "forward_features"):
+        fn = model.forward_features
+    else:
+        raise ValueError(
+            f"penultimate() supports torchvision ResNet/VGG and modules with forward_features, "
+            f"got {type(model).__name__}"
+        )
+
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        return fn(x)
+    finally:
+        for m, mode in zip(model.modules(), modes):
+            m.training = mode
+
+
+# ---------------------------------------------------------------------------------------
+# pretrained weights
+
+_PREFIXES: tuple[str, ...] = ("module.", "backbone.", "model.", "encoder.", "net.")
+_WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model_state_dict", "model", "net", "network")
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained` did, key by key (keys are the model's own names).
+
+    Attributes:
+        loaded: keys copied from the checkpoint.
+        adapted: keys loaded after adapting the first conv's input channels (summed over the
+            checkpoint's input channels, e.g. ImageNet RGB -> grayscale).
+        skipped_head: classifier-head keys whose shape differs (e.g. 1000 ImageNet classes ->
+            2 classes); they keep their fresh initialisation.
+        missing: model keys the checkpoint does not provide (including the skipped head;
+            BatchNorm ``num_batches_tracked`` counters are not listed: they do not change the
+            forward pass).
+        unexpected: checkpoint keys (after prefix remapping) the model does not have.
+        source: what was loaded.
+    """
+
+    loaded: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    skipped_head: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def __str__(self) -> str:
+        return (
+            f"LoadReport({self.source}: loaded {len(self.loaded)}, adapted {self.adapted}, "
+            f"skipped head {self.skipped_head}, missing {self.missing}, unexpected {self.unexpected})"
+        )
+
+
+def _download_imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights through torchvision's own weights enum and download cache."""
+    try:
+        weights = torchvision.models.get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"torchvision has no ImageNet weights for {arch!r}") from err
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except OSError as err:  # URLError, socket errors and missing files are all OSErrors
+        cache = os.path.join(torch.hub.get_dir(), "checkpoints")
+        raise RuntimeError(
+            f"could not download ImageNet weights for {arch} from {weights.url} ({err}). "
+            f"Without internet, copy the file into {cache} (torchvision's cache) or pass a "
+            f"path to a state-dict file instead of 'imagenet'."
+        ) from err
+
+
+def _unwrap_checkpoint(obj: object, path: str) -> dict[str, torch.Tensor]:
+    # training scripts often save {"state_dict": ..., "epoch": ...} or {"model": ...}
+    while isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(
+            f"{path} does not hold a state dict (a dict of tensors, possibly under one of the "
+            f"keys {_WRAPPER_KEYS}); got {type(obj).__name__}"
+        )
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _remap_key(key: str, target: dict[str, torch.Tensor], child_names: list[str]) -> str:
+    """Map a checkpoint key onto the model's names.
+
+    Strips wrapper prefixes (``module.`` from DataParallel, ``backbone.``, ``model.``...)
+    until the key matches, and resolves ``nn.Sequential(*list(model.children())[:-1])``
+    indices (``"4.0.conv1.weight"`` -> ``"layer1.0.conv1.weight"``), the layout of the
+    converted RadImageNet PyTorch ResNet50 checkpoints.
+    """
+    k = key
+    while k not in target:
+        for p in _PREFIXES:
+            if k.startswith(p):
+                k = k[len(p):]
+                break
+        else:
+            break
+    if k in target:
+        return k
+    head, _, rest = k.partition(".")
+    if head.isdigit() and rest and int(head) < len(child_names):
+        candidate = f"{child_names[int(head)]}.{rest}"
+        if candidate in target:
+            return candidate
+    return k
+
+
+def _first_conv_name(model: nn.Module) -> str | None:
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            return f"{n}.weight"
+    return None
+
+
+def load_pretrained(model: nn.Module, source: str | os.PathLike) -> LoadReport:
+    """Load pretrained weights into ``model`` in place, tolerating the usual mismatches.
+
+    Args:
+        model: a model from :func:`build_model` (for ``"imagenet"`` it needs the ``arch``
+            attribute that :func:`build_model` sets).
+        source: ``"imagenet"`` (torchvision's ``DEFAULT`` ImageNet weights for ``model.arch``,
+            downloaded and cached by torchvision; needs internet the first time) or a path to
+            a file saved with ``torch.save`` holding a state dict (bare, under a
+            ``"state_dict"``/``"model"`` key), e.g. a converted RadImageNet
+            ResNet50 checkpoint or our own pretraining artefact.
+
+    Returns:
+        A :class:`LoadReport`.
+
+    Handling: common key prefixes are stripped (``module.``, ``backbone.``, ``model.``...)
+    and ``Sequential`` child indices resolved; a first conv with a different number of input
+    channels is adapted to a 1-channel model by summing over the checkpoint's input channels
+    (a grayscale image replicated to RGB gives the same activations); classifier-head tensors
+    of a different shape are skipped. Any other shape mismatch is an architecture mismatch and
+    raises ``ValueError``, as does a checkpoint of which no key matches.
+    """
+    if isinstance(source, str) and source == "imagenet":
+        arch = getattr(model, "arch", None)
+        if arch is None or arch == "small_cnn":
+            raise ValueError(
+                "load_pretrained(model, 'imagenet') needs a torchvision architecture built by "
+                f"build_model (model.arch), got arch={arch!r}"
+            )
+        state = _download_imagenet_state_dict(arch)
+        label = f"imagenet:{arch}"
+    else:
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise ValueError(f"source must be 'imagenet' or an existing state-dict file, got {path!r}")
+        # weights_only=True: never unpickle arbitrary objects from downloaded files
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(
+                f"could not read {path!r} as a tensors-only checkpoint ({err}); save "
+                f"model.state_dict() rather than the pickled module"
+            ) from err
+        state = _unwrap_checkpoint(obj, path)
+        label = path
+
+    target = model.state_dict()
+    child_names = [n for n, _ in model.named_children()]
+    head_name, _ = _head_module(model)
+    first_conv = _first_conv_name(model)
+    report = LoadReport(source=label)
+    new_state: dict[str, torch.Tensor] = {}
+    mismatched: list[str] = []
+
+    for key, value in state.items():
+        k = _remap_key(key, target, child_names)
+        if k not in target:
+            report.unexpected.append(k)
+            continue
+        want = target[k].shape
+        if value.shape == want:
+            new_state[k] = value
+            report.loaded.append(k)
+        elif (
+            k == first_conv
+            and value.dim() == 4
+            and len(want) == 4
+            and want[1] == 1
+            and value.shape[0] == want[0]
+            and value.shape[2:] == want[2:]
+        ):
+            # a 1-channel image x fed to the summed kernel gives the same response as the RGB
+            # kernel on (x, x, x): the natural 3 -> 1 channel transfer
+            new_state[k] = value.sum(dim=1, keepdim=True)
+            report.adapted.append(k)
+        elif k.startswith(head_name + "."):
+            report.skipped_head.append(k)
+        else:
+            mismatched.append(f"{k}: checkpoint {tuple(value.shape)} vs model {tuple(want)}")
+
+    if mismatched:
+        hint = ""
+        if first_conv and any(m.startswith(first_conv) for m in mismatched):
+            hint = (
+                " (a 7x7 ImageNet stem does not fit the 3x3 small-input stem: build the model "
+                f"with stem='imagenet' or image_size > {SMALL_INPUT_MAX} to keep the ImageNet definition)"
+            )
+        raise ValueError(f"architecture mismatch loading {label}: {mismatched}{hint}")
+    if not new_state:
+        raise ValueError(
+            f"no key of {label} matches the model (first checkpoint keys: {list(state)[:5]}, "
+            f"first model keys: {list(target)[:5]})"
+        )
+
+    result = model.load_state_dict(new_state, strict=False)
+    report.missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    return report

@@ -1,0 +1,264 @@
+"""Exact kNN and cross-class minimum (domaingap.distances) against float64 brute force."""
+
+import numpy as np
+import pytest
+import torch
+
+from domaingap import distances
+from domaingap.distances import knn, min_cross_class_distance
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def brute_knn(x, k, query=None):
+    """Reference: dense float64 distances, ties broken by index (lexsort)."""
+    sq = distances.brute_force_sq(x, query)
+    if query is None:
+        np.fill_diagonal(sq, np.inf)
+    idx = np.array([np.lexsort((np.arange(sq.shape[1]), row))[:k] for row in sq])
+    return np.sqrt(np.take_along_axis(sq, idx, 1)), idx
+
+
+def brute_cross_min(x, y):
+    sq = distances.brute_force_sq(x)
+    y = np.asarray(y).reshape(-1)
+    sq[y[:, None] == y[None, :]] = np.inf
+    i, j = np.unravel_index(np.argmin(sq), sq.shape)
+    return np.sqrt(sq[i, j]), min(i, j), max(i, j)
+
+
+def assert_valid_ties(x, d, i, d_ref, query=None):
+    """With exact ties at the k-th distance any tied point is a correct answer: check the
+    distances, that each index really lies at its distance, and the (distance, index) order."""
+    np.testing.assert_allclose(d, d_ref, rtol=1e-15, atol=0)
+    sq = distances.brute_force_sq(x, query)
+    np.testing.assert_allclose(np.sqrt(np.take_along_axis(sq, i, 1)), d, rtol=1e-15, atol=0)
+    assert all(len(set(row)) == len(row) for row in i.tolist())
+    if query is None:
+        assert not np.any(i == np.arange(len(x))[:, None])
+    same = np.diff(d, axis=1) == 0
+    assert np.all(np.diff(i, axis=1)[same] > 0)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1000])
+def test_knn_matches_bruteforce(rng, chunk):
+    x = rng.normal(size=(157, 20))
+    d, i = knn(x, 9, chunk_size=chunk)
+    d_ref, i_ref = brute_knn(x, 9)
+    assert d.shape == (157, 9) and i.shape == (157, 9)
+    assert d.dtype == np.float64 and i.dtype == np.int64
+    np.testing.assert_allclose(d, d_ref, rtol=1e-12)
+    np.testing.assert_array_equal(i, i_ref)
+    assert np.all(np.diff(d, axis=1) >= 0)
+    assert not np.any(i == np.arange(157)[:, None])  # self excluded
+
+
+@pytest.mark.parametrize("chunk", [5, 16, 500])
+def test_knn_query_mode(rng, chunk):
+    x = rng.normal(size=(90, 12)).astype(np.float32)
+    q = rng.normal(size=(37, 12)).astype(np.float32)
+    d, i = knn(x, 6, query=q, chunk_size=chunk)
+    d_ref, i_ref = brute_knn(x, 6, q)
+    assert d.shape == (37, 6)
+    np.testing.assert_allclose(d, d_ref, rtol=1e-12)
+    np.testing.assert_array_equal(i, i_ref)
+    # k = N is allowed in query mode: every point is returned once
+    d_all, i_all = knn(x, 90, query=q[:3])
+    assert sorted(i_all[0].tolist()) == list(range(90))
+
+
+def test_knn_query_of_own_points_includes_self(rng):
+    x = rng.normal(size=(40, 5))
+    d, i = knn(x, 3, query=x[:4])
+    np.testing.assert_array_equal(i[:, 0], np.arange(4))
+    assert np.all(d[:, 0] == 0.0)
+
+
+def test_knn_images_tensors_and_types(rng):
+    imgs = rng.integers(0, 256, size=(60, 1, 6, 6), dtype=np.uint8)
+    d_np, i_np = knn(imgs, 4, chunk_size=16)
+    d_t, i_t = knn(torch.from_numpy(imgs), 4, chunk_size=16)
+    assert isinstance(d_t, torch.Tensor) and d_t.dtype == torch.float64 and i_t.dtype == torch.int64
+    np.testing.assert_array_equal(d_t.numpy(), d_np)
+    np.testing.assert_array_equal(i_t.numpy(), i_np)
+    d_ref, i_ref = brute_knn(imgs.reshape(60, -1), 4)
+    # integer pixels: squared distances are exact integers; sqrt may differ by an ulp
+    # between torch's vectorised kernel and NumPy's
+    np.testing.assert_array_equal(np.round(d_np**2), np.round(d_ref**2))
+    np.testing.assert_allclose(d_np, d_ref, rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(i_np, i_ref)
+
+
+def test_knn_duplicates_appear_at_zero(rng):
+    x = rng.normal(size=(50, 8))
+    x[10] = x[3]
+    x[11] = x[3]
+    d, i = knn(x, 3)
+    assert d[3, 0] == 0.0 and d[3, 1] == 0.0 and set(i[3, :2]) == {10, 11}
+    assert d[10, 0] == 0.0 and set(i[10, :2]) == {3, 11}
+    assert d[0, 0] > 0
+
+
+def test_knn_exact_ties():
+    # integer lattice: many exactly equal distances
+    g = np.stack(np.meshgrid(np.arange(6), np.arange(6)), -1).reshape(-1, 2).astype(np.float64)
+    d, i = knn(g, 6, chunk_size=5)
+    d_ref, _ = brute_knn(g, 6)
+    assert_valid_ties(g, d, i, d_ref)
+
+
+@pytest.mark.parametrize("lattice", [False, True])
+def test_knn_two_level_selection_on_wide_blocks(rng, lattice):
+    """Blocks of 512 columns take the grouped top-k path (rows and transposed columns)."""
+    if lattice:  # many exact ties
+        x = rng.integers(0, 6, size=(1200, 3)).astype(np.float64)
+    else:
+        x = rng.normal(size=(1200, 3))
+    d, i = knn(x, 5, chunk_size=512)
+    d_ref, i_ref = brute_knn(x, 5)
+    if lattice:
+        assert_valid_ties(x, d, i, d_ref)
+    else:
+        np.testing.assert_allclose(d, d_ref, rtol=1e-15, atol=0)
+        np.testing.assert_array_equal(i, i_ref)
+
+
+def test_knn_k_is_n_minus_one(rng):
+    x = rng.normal(size=(12, 3))
+    d, i = knn(x, 11)
+    d_ref, i_ref = brute_knn(x, 11)
+    np.testing.assert_allclose(d, d_ref, rtol=1e-12)
+    np.testing.assert_array_equal(i, i_ref)
+
+
+def test_knn_large_offset_uint8_is_exact(rng):
+    """[0, 255] pixels, D = 3000, neighbours at distance 1-2 among norms ~ 8e3.
+
+    The naive float32 Gram trick (no centring, no refinement) has absolute errors of
+    order eps32 * ||x||^2 ~ 4 on d^2 here, larger than the planted squared distances.
+    """
+    base = rng.integers(1, 255, size=(40, 3000)).astype(np.uint8)
+    near = base.copy()
+    near[:, 0] += 1  # distance 1 exactly
+    near[::2, 1] += 1  # distance sqrt(2) for every other point
+    x = np.concatenate([base, near])
+    d, i = knn(x, 1, chunk_size=32)
+    expected_sq = np.concatenate([np.where(np.arange(40) % 2 == 0, 2.0, 1.0)] * 2)
+    np.testing.assert_array_equal(np.round(d[:, 0] ** 2), expected_sq)
+    np.testing.assert_allclose(d[:, 0], np.sqrt(expected_sq), rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(i[:, 0], np.concatenate([np.arange(40, 80), np.arange(40)]))
+    # what float32 without centring would have returned for the same pairs
+    xf = torch.from_numpy(x.astype(np.float32))
+    sq = (xf * xf).sum(1)
+    naive = sq[:40] + sq[40:] - 2 * (xf[:40] * xf[40:]).sum(1)
+    assert float((naive.double() - torch.from_numpy(expected_sq[:40])).abs().max()) > 0.5
+
+
+def test_float32_error_within_tolerance_factor(rng):
+    """The certificate's error bound C(D) u (|a|^2+|b|^2) keeps a >= 4x margin in practice."""
+    for d, gen in [(784, "uint8"), (3072, "uint8"), (1000, "normal")]:
+        if gen == "uint8":
+            x = rng.integers(0, 256, size=(400, d)).astype(np.uint8)
+        else:
+            x = rng.normal(3.0, 1.0, size=(400, d))
+        xt = torch.from_numpy(x)
+        p = distances._Points(xt, distances._column_mean(xt))
+        c, sq = p.block(0, 400, torch.float32)
+        approx = torch.addmm(sq[:200, None] + sq[None, 200:], c[:200], c[200:].T, alpha=-2.0)
+        exact = torch.from_numpy(distances.brute_force_sq(x[200:], x[:200]))
+        scale = distances._U32 * (sq[:200, None].double() + sq[None, 200:].double())
+        ratio = float(((approx.double() - exact).abs() / scale).max())
+        assert ratio < distances._tol_factor(d) / 4, (d, ratio)
+
+
+def test_float64_fallback_path_is_exact(rng, monkeypatch):
+    """Force every row to fail the float32 certificate: the float64 recheck must agree."""
+    x = rng.normal(size=(80, 10))
+    monkeypatch.setattr(distances, "_tol_factor", lambda d: 1e12)
+    d, i = knn(x, 5, chunk_size=16)
+    d_ref, i_ref = brute_knn(x, 5)
+    np.testing.assert_allclose(d, d_ref, rtol=1e-12)
+    np.testing.assert_array_equal(i, i_ref)
+    y = np.arange(80) % 3
+    assert min_cross_class_distance(x, y, chunk_size=16) == pytest.approx(brute_cross_min(x, y), rel=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [9, 50, 4096])
+def test_min_cross_class_matches_bruteforce(rng, chunk):
+    x = rng.normal(size=(121, 7))
+    for y in [rng.integers(0, 2, size=121), rng.integers(0, 5, size=(121, 1))]:
+        got = min_cross_class_distance(x, y, chunk_size=chunk)
+        ref = brute_cross_min(x, y)
+        assert got.distance == pytest.approx(ref[0], rel=1e-13)
+        assert (got.i, got.j) == ref[1:]
+        assert np.asarray(y).reshape(-1)[got.i] != np.asarray(y).reshape(-1)[got.j]
+
+
+def test_min_cross_class_duplicate_gives_zero(rng):
+    x = rng.normal(size=(30, 4))
+    y = np.zeros(30, dtype=int)
+    y[15:] = 1
+    x[20] = x[2]
+    assert tuple(min_cross_class_distance(x, y)) == (0.0, 2, 20)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: knn(np.ones(5), 1), r"ndim=1"),
+        (lambda: knn(np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 1.0]]), 1), r"NaN or Inf.*row 1"),
+        (lambda: knn(np.array([[0.0, np.inf], [1.0, 2.0], [1.0, 1.0]]), 1), r"NaN or Inf"),
+        (lambda: knn(np.zeros((5, 3)), 5), r"k=5 is out of range.*N=5"),
+        (lambda: knn(np.zeros((5, 3)), 0), r"k=0 is out of range"),
+        (lambda: knn(np.zeros((5, 3)), 2.5), r"k must be an integer"),
+        (lambda: knn(np.zeros((1, 3)), 1), r"at least 2 points"),
+        (lambda: knn(np.zeros((5, 3)), 6, query=np.zeros((2, 3))), r"k=6 is out of range"),
+        (lambda: knn(np.zeros((5, 3)), 1, query=np.zeros((2, 4))), r"query has 4 features.*x has 3"),
+        (lambda: knn(np.zeros((5, 3)), 1, chunk_size=0), r"chunk_size=0"),
+        (lambda: knn(np.zeros((5, 0)), 1), r"no features"),
+        (lambda: min_cross_class_distance(np.zeros((4, 2)), [0, 0, 0, 0]), r"single class"),
+        (lambda: min_cross_class_distance(np.zeros((4, 2)), [0, 1, 0]), r"3 labels but x has 4"),
+        (lambda: min_cross_class_distance(np.zeros((4, 2)), np.zeros((4, 2))), r"shape \(N,\) or \(N, 1\)"),
+        (lambda: min_cross_class_distance(np.zeros((4, 2)), [0, 0.5, 1, 1]), r"whole numbers"),
+    ],
+)
+def test_bad_inputs_raise(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_tf32_setting_restored(rng):
+    prev = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        knn(rng.normal(size=(20, 3)), 2)
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(prev)
+
+
+@pytest.mark.gpu
+@gpu
+def test_cuda_matches_cpu(rng):
+    x = rng.integers(0, 256, size=(3000, 300)).astype(np.uint8)
+    x[7] = x[2000]
+    y = rng.integers(0, 3, size=3000)
+    d_cpu, i_cpu = knn(torch.from_numpy(x), 10, chunk_size=700)
+    d_gpu, i_gpu = knn(torch.from_numpy(x).cuda(), 10, chunk_size=700)
+    assert d_gpu.is_cuda and i_gpu.is_cuda
+    np.testing.assert_allclose(d_gpu.cpu().numpy(), d_cpu.numpy(), rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(i_gpu.cpu().numpy(), i_cpu.numpy())
+    q = torch.from_numpy(x[:50]).cuda()
+    d_q, _ = knn(torch.from_numpy(x).cuda(), 3, query=q)
+    np.testing.assert_array_equal(d_q[:, 0].cpu().numpy(), np.zeros(50))
+    y[2000] = (y[7] + 1) % 3
+    got = min_cross_class_distance(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    assert tuple(got) == (0.0, 7, 2000)
+    y[2000] = y[7]
+    got = min_cross_class_distance(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    assert tuple(got) == tuple(min_cross_class_distance(x, y))

@@ -1,0 +1,276 @@
+"""Chapter P1 experiment logic: tasks, preprocessing, splits, run specs, cached runs and statistics.
+
+Known answers and float64 brute-force references; the data-dependent tests use the real mirror (small subsets).
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from domaingap import p1, paths
+
+
+@pytest.fixture(autouse=True)
+def _tmp_artefacts(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.ARTEFACTS_ENV, str(tmp_path / "art"))
+
+
+DATA_CFG = {"size": 28, "natural_datasets": ["mnist"], "natural_pairs": 2, "pair_seed": 1337, "split_seed": 1337,
+            "test_fraction_max": 0.34, "test_per_class": 20, "medical": [["breastmnist", None]]}
+
+
+# ----------------------------------------------------------------------------------------------- tasks
+
+def test_tasks_keys_roundtrip_and_clinical_default():
+    t = p1.make_task("retinamnist")
+    assert t.classes == (0, 4) and t.domain == "medical" and t.key == "retinamnist:0-4"
+    assert p1.parse_task(t.key) == t
+    assert p1.parse_task("cifar10:3-5").label == "CIFAR-10 cat vs dog"
+    with pytest.raises(ValueError, match="two distinct class ids"):
+        p1.make_task("mnist", (3, 3))
+    with pytest.raises(ValueError, match="no default binary task"):
+        p1.make_task("mnist")
+    with pytest.raises(ValueError, match="dataset:a-b"):
+        p1.parse_task("mnist-3-8")
+
+
+def test_random_pairs_seeded_distinct_and_extendable():
+    a = p1.random_pairs("mnist", 5, seed=1)
+    assert a == p1.random_pairs("mnist", 5, seed=1)
+    assert len(set(a)) == 5 and all(x < y for x, y in a)
+    assert p1.random_pairs("mnist", 7, seed=1)[:5] == a  # more pairs extend fewer
+    assert p1.random_pairs("fashionmnist", 5, seed=1) != a or True  # independent stream per dataset
+    with pytest.raises(ValueError, match="n_pairs must be in 1..45"):
+        p1.random_pairs("mnist", 46, seed=1)
+
+
+def test_tasks_from_profile_section():
+    ts = p1.tasks(DATA_CFG)
+    assert [t.key for t in ts][:1] == ["breastmnist:0-1"]
+    assert len(ts) == 3 and {t.domain for t in ts[1:]} == {"natural"}
+    with pytest.raises(ValueError, match="duplicate tasks"):
+        p1.tasks({**DATA_CFG, "medical": [["breastmnist", None], ["breastmnist", [0, 1]]]})
+
+
+# ----------------------------------------------------------------------------------------------- images
+
+def test_preprocess_scales_each_image_to_255_truncates_and_keeps_black():
+    import torch
+
+    x = torch.zeros(3, 1, 4, 4)
+    x[0, 0, 0, 0], x[0, 0, 1, 1] = 100.0, 50.0  # max 100 -> 255, 50 -> 127.5 -> 127 (truncated)
+    x[1] = 255.0
+    out = p1.preprocess(x, 4)
+    assert out.dtype == torch.uint8 and out.shape == (3, 1, 4, 4)
+    assert out[0, 0, 0, 0] == 255 and out[0, 0, 1, 1] == 127
+    assert int(out[1].min()) == 255 and int(out[2].max()) == 0
+    # resizing a constant image keeps it constant
+    assert torch.equal(p1.preprocess(torch.full((1, 1, 8, 8), 30.0), 4), torch.full((1, 1, 4, 4), 255, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        p1.preprocess(torch.zeros(2, 3, 4, 4), 4)
+    with pytest.raises(ValueError, match="size must be an int >= 2"):
+        p1.preprocess(torch.zeros(2, 1, 4, 4), 1)
+
+
+def test_task_pool_common_format(require_data):
+    require_data("breastmnist")
+    pool = p1.task_pool(p1.make_task("breastmnist"))
+    assert pool.x.dtype == np.uint8 and pool.x.shape == (780, 1, 28, 28)
+    assert pool.class_counts.tolist() == [210, 570]
+    assert set(np.unique(pool.split)) == {"train", "val", "test"}
+    # P1's per-image scaling: every image peaks at (almost exactly, after resize rounding) 255
+    assert pool.x.reshape(len(pool), -1).max(1).min() >= 250
+
+
+# ----------------------------------------------------------------------------------------------- splits
+
+def test_split_is_balanced_disjoint_capped_and_training_sets_nest():
+    y = np.array([0] * 30 + [1] * 200)
+    split = p1.task_split(y, test_per_class=50, test_fraction_max=0.34, seed=3)
+    assert split.test_per_class == 10  # capped at floor(0.34 * 30)
+    assert np.bincount(y[split.test]).tolist() == [10, 10]
+    assert not set(split.test) & set(split.train_pool) and len(split.test) + len(split.train_pool) == len(y)
+    assert split.max_train == 40
+    small, big = (p1.train_indices(split, y, n, seed=7) for n in (10, 40))
+    assert set(small) <= set(big)  # nested across N for one seed
+    assert np.bincount(y[big]).tolist() == [20, 20] and not set(big) & set(split.test)
+    assert not np.array_equal(p1.train_indices(split, y, 10, seed=8), small)
+    with pytest.raises(ValueError, match="must be even and in 2..40"):
+        p1.train_indices(split, y, 42, seed=0)
+    with pytest.raises(ValueError, match="binary labels"):
+        p1.task_split(np.array([0, 1, 1, 1]), test_per_class=1, test_fraction_max=0.5, seed=0)
+
+
+def test_train_specs_skip_sizes_a_task_cannot_supply_and_are_json(require_data):
+    require_data("breastmnist")
+    require_data("mnist")
+    train_cfg = {"models": {"small_cnn": {"lr": 1e-3, "batch_size": 16}}, "sizes": [100, 400], "seeds": [0, 1],
+                 "epochs": 1, "weight_decay": 1e-4}
+    specs = p1.train_specs(DATA_CFG, train_cfg)
+    by_task = {}
+    for s in specs:
+        by_task.setdefault(s["task"], set()).add(s["n"])
+        assert "device" not in s and s["arch"] == {} and s["batch_size"] == 16
+    # BreastMNIST: 210 malignant images, 20 held out -> at most 380 balanced training images
+    assert by_task["breastmnist:0-1"] == {100}
+    assert all(v == {100, 400} for k, v in by_task.items() if k.startswith("mnist"))
+    json.dumps(specs)
+
+
+# ----------------------------------------------------------------------------------------------- runs
+
+def _tiny_spec():
+    task = p1.make_task("mnist", (0, 1))
+    cfg = {**DATA_CFG, "test_per_class": 8}
+    train_cfg = {"models": {"small_cnn": {"lr": 3e-3, "batch_size": 8}}, "sizes": [16], "seeds": [0], "epochs": 2,
+                 "weight_decay": 1e-4}
+    return task, cfg, p1.train_specs(cfg, train_cfg, [task])[0]
+
+
+def test_geometry_run_matches_float64_brute_force(require_data):
+    require_data("mnist")
+    task, cfg, _ = _tiny_spec()
+    spec = p1.geometry_specs([task], cfg, {"n": [40], "reps": 1, "k": 5, "kf_sample_images": 40})[0]
+    res = p1.geometry_sweep([spec], progress=False)[0]
+    pool, split = p1._split_for(spec)
+    idx = p1.subsample(split, pool.y, 40, 0)
+    x = pool.x[idx].reshape(40, -1).astype(np.float64)
+    y = pool.y[idx]
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    cross = d[y[:, None] != y[None]]
+    assert res["kf"] == pytest.approx(1 / cross.min(), rel=1e-12)
+    assert res["kf_sampled"] <= res["kf"] * (1 + 1e-12)  # a max over a sample of pairs cannot exceed the max
+    i, j = res["kf_i"], res["kf_j"]
+    assert pool.y[i] != pool.y[j]
+    assert np.linalg.norm(pool.x[i].astype(float) - pool.x[j].astype(float)) == pytest.approx(res["kf_distance"])
+    # MLE (MacKay-Ghahramani, k = 5) from the brute-force neighbour distances
+    t = np.sort(d + np.diag(np.full(40, np.inf)), axis=1)[:, :5]
+    inv = np.log(t[:, -1:] / t[:, :-1]).sum(1) / (5 - 2)
+    assert res["mle"] == pytest.approx(1 / inv.mean(), rel=1e-9)
+
+
+def test_training_attack_and_repr_runs_are_cached(require_data):
+    require_data("mnist")
+    task, _, spec = _tiny_spec()
+    first = p1.train_sweep([spec], progress=False)[0]
+    assert first["n_train"] == 16 and first["n_test"] == 16 and len(first["history_train_loss"]) == 2
+    assert np.isfinite(first["test_loss"]) and 0 <= first["test_accuracy"] <= 1
+    again = p1.train_sweep([spec], progress=False)[0]
+    assert again["test_loss"] == first["test_loss"] and again["_dir"] == first["_dir"]
+    model, res = p1.trained(spec)
+    assert res["_dir"] == first["_dir"]
+
+    att = p1.attack_specs([spec], {"attacks": {"fgsm": [0, 8], "pgd": [0, 8]}, "pgd_steps": 3,
+                                   "pgd_step_factor": 2.5, "sizes": None})
+    rows = p1.attack_sweep(att, progress=False)[0]["rows"]
+    assert [(r["attack"], r["eps"]) for r in rows] == [("fgsm", 0.0), ("fgsm", 8.0), ("pgd", 0.0), ("pgd", 8.0)]
+    for r in rows:
+        assert r["clean_loss"] == pytest.approx(first["test_loss"], rel=1e-6)
+        if r["eps"] == 0:
+            assert r["delta_loss"] == pytest.approx(0, abs=1e-9) and r["delta_accuracy"] == 0
+    assert p1.attack_specs([spec], {"attacks": {"fgsm": [1]}, "pgd_steps": 1, "pgd_step_factor": 1,
+                                    "sizes": [999]}) == []
+    with pytest.raises(ValueError, match="unknown attacks"):
+        p1.attack_specs([spec], {"attacks": {"cw": [1]}, "pgd_steps": 1, "pgd_step_factor": 1})
+
+    rep = p1.repr_sweep(p1.repr_specs([spec], {"k": 5}), progress=False)[0]
+    assert rep["n_points"] == 16 and rep["features"] > 0 and rep["data_mle"] > 0
+    assert math.isnan(rep["twonn"]) or rep["twonn"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_training_uses_cuda_and_matches_cpu_scale(require_data):
+    require_data("mnist")
+    _, _, spec = _tiny_spec()
+    res = p1.train_sweep([spec], progress=False)[0]
+    model, _ = p1.trained(spec)
+    assert next(model.parameters()).device.type == "cuda" and np.isfinite(res["test_loss"])
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+
+def test_grouped_bootstrap_mean_of_group_means_and_interval():
+    vals = [1.0, 1.0, 1.0, 5.0]
+    groups = ["a", "a", "a", "b"]
+    mean, lo, hi = p1.grouped_bootstrap_ci(vals, groups, n_boot=500)
+    assert mean == 3.0  # groups weigh equally, not points
+    assert lo == 1.0 and hi == 5.0  # resampling two groups: both a, mixed, or both b
+    m1, l1, h1 = p1.grouped_bootstrap_ci([2.0, 2.0], ["x", "x"])
+    assert (m1, l1, h1) == (2.0, 2.0, 2.0)
+    with pytest.raises(ValueError, match="equal non-zero length"):
+        p1.grouped_bootstrap_ci([1.0], ["a", "b"])
+
+
+def test_bootstrap_ci_covers_the_mean_and_handles_degenerate_input():
+    rng = np.random.default_rng(0)
+    v = rng.normal(10, 1, 200)
+    lo, hi = p1.bootstrap_ci(v)
+    assert lo < v.mean() < hi and hi - lo < 0.6
+    assert p1.bootstrap_ci([3.0, 3.0]) == (3.0, 3.0)
+    assert all(math.isnan(c) for c in p1.bootstrap_ci([1.0]))
+
+
+def test_correlation_known_answers():
+    from scipy import stats
+
+    x = np.arange(10.0)
+    c = p1.correlation(x, 2 * x + 1)
+    assert c["r"] == pytest.approx(1) and c["rho"] == pytest.approx(1) and c["r_low"] == pytest.approx(1)
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=30), rng.normal(size=30)
+    c = p1.correlation(a, b)
+    assert c["r"] == pytest.approx(stats.pearsonr(a, b).statistic)
+    assert c["rho_p"] == pytest.approx(stats.spearmanr(a, b).pvalue)
+    assert c["r_low"] < c["r"] < c["r_high"]
+    c = p1.correlation([1, 2, np.nan, 4], [1, 2, 3, np.nan])
+    assert c["n"] == 2 and math.isnan(c["r"])
+    with pytest.raises(ValueError, match="equal length"):
+        p1.correlation([1, 2], [1, 2, 3])
+
+
+def test_verdict_rules():
+    assert p1.verdict(0.5, 0.01) == "reproduced"
+    assert p1.verdict(-0.5, 0.01) == "not reproduced"
+    assert p1.verdict(-0.5, 0.01, expected_sign=-1) == "reproduced"
+    assert p1.verdict(0.5, 0.2) == "inconclusive"
+    assert p1.verdict(math.nan, 0.01) == "inconclusive"
+    with pytest.raises(ValueError, match="expected_sign"):
+        p1.verdict(1, 0.01, expected_sign=0)
+
+
+def test_domain_test_known_answers():
+    res = p1.domain_test([4, 5, 6, 1, 2, 3], ["medical"] * 3 + ["natural"] * 3)
+    assert res["ratio"] == pytest.approx(2.5) and res["auc"] == 1.0
+    assert res["mwu_p_greater"] == pytest.approx(0.05)  # exact: 1 / C(6, 3)
+    assert res["ratio_low"] <= 2.5 <= res["ratio_high"]
+    with pytest.raises(ValueError, match=">= 2 tasks per domain"):
+        p1.domain_test([1, 2, 3], ["medical", "natural", "natural"])
+
+
+def test_fit_ols_recovers_coefficients_like_lstsq():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 120
+    df = pd.DataFrame({"log_n": rng.normal(size=n), "d": rng.normal(size=n), "task": rng.integers(0, 12, n)})
+    df["y"] = 0.5 - 0.7 * df.log_n + 0.2 * df.d + rng.normal(scale=0.05, size=n)
+    res = p1.fit_ols("y ~ log_n + d", df)
+    ref = np.linalg.lstsq(np.column_stack([np.ones(n), df.log_n, df.d]), df.y, rcond=None)[0]
+    assert np.allclose(res.params.to_numpy(), ref, atol=1e-10)
+    tab = p1.coef_table(res)
+    assert (tab["low"] < tab["coef"]).all() and (tab["coef"] < tab["high"]).all()
+    assert tab.loc["log_n", "p"] < 1e-6 and res.df_resid >= 1
+
+
+def test_wilson_fraction():
+    f, lo, hi = p1.wilson_fraction(8, 10)
+    assert f == 0.8 and lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+    assert all(math.isnan(v) for v in p1.wilson_fraction(0, 0))
+
+
+def test_cli_rejects_unknown_sweeps():
+    with pytest.raises(SystemExit):
+        p1.main(["--profile", "ci", "--only", "bogus"])

@@ -1,0 +1,304 @@
+"""Chapter P2 experiment logic: budgets, targets, constructed datasets, MedMNIST-C round trip, saliency, statistics.
+
+Known answers and SciPy/scikit-learn references; the data-dependent tests use the real mirror (tiny subsets).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from sklearn import metrics
+from torch import nn
+
+from domaingap import artefacts, p2, paths
+
+
+@pytest.fixture(autouse=True)
+def _tmp_artefacts(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.ARTEFACTS_ENV, str(tmp_path / "art"))
+
+
+MCFG = {"tasks": ["breastmnist"], "seeds": [0], "data_seed": 0, "n_train": 48, "n_test": 40, "arch": "small_cnn",
+        "arch_options": {}, "epochs": 1, "batch_size": 16, "lr": 0.05, "optimizer": "sgd", "schedule": "constant",
+        "weight_decay": 5e-4, "class_weights": "balanced", "adv_eps_ref": 0.5, "adv_steps": 2}
+TAB1 = {"pgd_eps_ref": 0.5, "pgd_steps": 3, "pgd_step_ratio": 0.5, "inversion_steps": 3, "inversion_step_ref": 0.1,
+        "inversion_n": 12}
+TAB2 = {"eps_ref": 0.5, "n_attack": 24, "pgd_steps": 3, "pgd_restarts": 1, "apgd_n": 8, "apgd_steps": 5,
+        "apgd_restarts": 1, "sweep_multipliers": [0, 1, 64], "sweep_steps": 3, "sweep_n": 8}
+
+
+# ----------------------------------------------------------------------------------------------- budgets, specs
+
+def test_scaled_eps_keeps_per_pixel_rms_of_ilyas_cifar_budget():
+    assert p2.scaled_eps(0.5, (3, 32, 32)) == 0.5
+    assert p2.scaled_eps(0.5, (1, 28, 28)) == pytest.approx(0.5 * 28 / math.sqrt(3072), abs=1e-6)  # 0.252591
+    assert p2.scaled_eps(0.5, (3, 28, 28)) == pytest.approx(0.4375, abs=1e-6)
+    # same RMS per pixel: eps / sqrt(D) is constant
+    assert p2.scaled_eps(1.0, (1, 28, 28)) / 28 == pytest.approx(1.0 / math.sqrt(3072), abs=1e-6)
+    with pytest.raises(ValueError, match="eps_ref"):
+        p2.scaled_eps(-1, (1, 28, 28))
+    with pytest.raises(ValueError, match="input_shape"):
+        p2.scaled_eps(0.5, (1, 0, 28))
+
+
+def test_tasks_are_consistent_with_the_registry():
+    t = p2.get_task("mednist_ct")
+    assert t.class_names == ("AbdomenCT", "ChestCT", "HeadCT") and t.num_classes == 3 and t.domain == "medical"
+    assert p2.get_task("cifar10").domain == "natural" and p2.get_task("cifar10").medmnistc is None
+    ds, _, _ = p2.medmnistc_registry()
+    for task in p2.TASKS.values():
+        assert task.medmnistc is None or task.medmnistc in ds
+    with pytest.raises(ValueError, match="unknown P2 task 'organamnist'"):
+        p2.get_task("organamnist")
+
+
+def test_model_and_dataset_specs():
+    std = p2.model_spec("breastmnist", MCFG, 3)
+    rob = p2.model_spec("breastmnist", MCFG, 3, robust=True)
+    eps = p2.scaled_eps(0.5, (1, 28, 28))
+    assert std["adversarial"] is None and std["seed"] == 3 and std["train_on"] == "clean"
+    assert rob["adversarial"] == {"eps": eps, "steps": 2, "step_size": round(2.5 * eps / 2, 6), "norm": "l2"}
+    assert artefacts.key(std) != artefacts.key(rob)
+    det = p2.dataset_spec("det", std, TAB1)
+    assert det["eps"] == eps and det["step_size"] == round(0.5 * eps, 6) and det["source"] == std
+    assert p2.dataset_spec("r", rob, TAB1)["n"] == 12
+    with pytest.raises(ValueError, match="D_r needs a robust source"):
+        p2.dataset_spec("r", std, TAB1)
+    with pytest.raises(ValueError, match="D_det needs a standard source"):
+        p2.dataset_spec("det", rob, TAB1)
+    with pytest.raises(ValueError, match="variant"):
+        p2.dataset_spec("flip", std, TAB1)
+    fresh = p2.model_spec("breastmnist", MCFG, 3, train_on=det)
+    assert fresh["train_on"]["source"] == std  # nested, JSON-able
+    artefacts.key(fresh)
+
+
+def test_targets_det_changes_every_label_and_rand_is_uniform_and_seeded():
+    y = np.arange(600) % 3
+    det = p2.targets(y, 3, "det", seed=0)
+    assert (det == (y + 1) % 3).all() and (det != y).all()
+    r1, r2 = p2.targets(y, 3, "rand", seed=1), p2.targets(y, 3, "rand", seed=1)
+    assert (r1 == r2).all() and set(np.unique(r1)) == {0, 1, 2}
+    # uniform over ALL classes: about 1/K keep their label (chi-square against uniform is not rejected)
+    assert stats.chisquare(np.bincount(r1, minlength=3)).pvalue > 1e-3
+    assert abs((r1 == y).mean() - 1 / 3) < 0.08
+    with pytest.raises(ValueError, match="variant"):
+        p2.targets(y, 3, "nr", seed=0)
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 50])
+def test_derangement_has_no_fixed_points(n):
+    for seed in range(20):
+        perm = p2._derangement(n, np.random.default_rng(seed))
+        assert sorted(perm) == list(range(n)) and (perm != np.arange(n)).all()
+
+
+def test_balanced_class_weights_equalise_the_classes():
+    y = np.array([0] * 6 + [1] * 2 + [2] * 4)
+    w = p2.balanced_class_weights(y, 4)
+    assert w[:3] == pytest.approx([12 / (4 * 6), 12 / (4 * 2), 12 / (4 * 4)]) and w[3] == 1.0
+    assert np.bincount(y)[:3] * np.array(w[:3]) == pytest.approx([3.0, 3.0, 3.0])
+    with pytest.raises(ValueError, match="num_classes"):
+        p2.balanced_class_weights(y, 2)
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+
+def test_chance_tests_match_scipy_and_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    pred = np.where(rng.random(200) < 0.6, y, rng.integers(0, 3, 200))
+    res = p2.chance_tests(y, pred, n_resamples=999)
+    assert res["accuracy"] == metrics.accuracy_score(y, pred)
+    assert res["balanced_accuracy"] == pytest.approx(metrics.balanced_accuracy_score(y, pred), abs=1e-12)
+    assert res["majority_rate"] == np.bincount(y).max() / 200 and res["chance_balanced"] == 1 / 3
+    assert res["p_accuracy"] == stats.binomtest(res["correct"], 200, res["majority_rate"], alternative="greater").pvalue
+    assert res["p_accuracy"] < 1e-6 and res["p_balanced"] <= 1 / 1000 + 1e-12  # the smallest Monte Carlo p
+
+
+def test_chance_tests_of_an_image_blind_classifier():
+    y = np.array([0] * 70 + [1] * 30)
+    majority = p2.chance_tests(y, np.zeros(100, int), n_resamples=199)
+    assert majority["accuracy"] == 0.7 == majority["majority_rate"] and majority["balanced_accuracy"] == 0.5
+    assert majority["p_accuracy"] > 0.4 and majority["p_balanced"] == 1.0  # every permutation ties
+    noise = p2.chance_tests(y, np.random.default_rng(1).integers(0, 2, 100), n_resamples=199)
+    assert noise["p_balanced"] > 0.01 and noise["p_accuracy"] > 0.5
+    with pytest.raises(ValueError, match="equal length"):
+        p2.chance_tests([0, 1], [0])
+
+
+def test_t_interval_matches_scipy():
+    v = [0.61, 0.66, 0.58, 0.70]
+    m, lo, hi = p2.t_interval(v)
+    ref = stats.t.interval(0.95, 3, loc=np.mean(v), scale=stats.sem(v))
+    assert m == pytest.approx(np.mean(v)) and (lo, hi) == pytest.approx(ref)
+    assert p2.t_interval([0.5])[0] == 0.5 and math.isnan(p2.t_interval([0.5])[1])
+    assert p2.majority_rate([1, 1, 0]) == pytest.approx(2 / 3)
+
+
+# ----------------------------------------------------------------------------------------------- saliency
+
+def test_saliency_of_a_linear_model_is_its_weights_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+    model.train()
+    x = torch.rand(5, 2, 4, 4)
+    y = torch.tensor([0, 1, 2, 1, 0])
+    sal = p2.input_saliency(model, x, y)
+    w = model[1].weight.detach().view(3, 2, 4, 4)
+    assert sal.shape == (5, 4, 4)
+    torch.testing.assert_close(sal, w[y].abs().sum(1))
+    assert model.training and all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        p2.input_saliency(model, x[0], y)
+
+
+def test_rank_correlation_matches_spearman():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((4, 6, 6)), rng.random((4, 6, 6))
+    rho = p2.rank_correlation(a, b)
+    assert rho == pytest.approx([stats.spearmanr(a[i].ravel(), b[i].ravel()).statistic for i in range(4)])
+    assert p2.rank_correlation(a, 2 * a + 1) == pytest.approx(np.ones(4))
+    assert p2.rank_correlation(a, -a) == pytest.approx(-np.ones(4))
+    flat = p2.rank_correlation(np.ones((1, 3, 3)), a[:1, :3, :3])
+    assert math.isnan(flat[0])
+    with pytest.raises(ValueError, match="same shape"):
+        p2.rank_correlation(a, b[:, :5])
+
+
+# ----------------------------------------------------------------------------------------------- MedMNIST-C
+
+def _smooth_images(n, c, size=28, seed=0):
+    # low-frequency images (like real scans at 28 px) for which the 224 px round trip is nearly exact
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = np.empty((n, c, size, size), np.uint8)
+    for i in range(n):
+        for ch in range(c):
+            f = rng.uniform(0.5, 2, 2)
+            out[i, ch] = np.rint(127.5 + 100 * np.sin(2 * np.pi * (f[0] * xx + f[1] * yy) + rng.uniform(0, 6)))
+    return out
+
+
+def test_corrupt_round_trip_and_determinism():
+    imgs = _smooth_images(3, 1)
+    clean = p2.corrupt(imgs, "breastmnist", "none", 0)
+    assert clean.shape == imgs.shape and clean.dtype == np.uint8
+    assert np.sqrt(((clean.astype(float) - imgs) ** 2).mean()) < 2.0  # grey levels
+    state = np.random.get_state()
+    a = p2.corrupt(imgs, "pneumoniamnist", "gaussian_noise", 4, seed=7)
+    assert all((x == y).all() for x, y in zip(np.random.get_state()[1:2], state[1:2]))  # global state restored
+    b = p2.corrupt(imgs, "pneumoniamnist", "gaussian_noise", 4, seed=7)
+    c = p2.corrupt(imgs, "pneumoniamnist", "gaussian_noise", 4, seed=8)
+    assert (a == b).all() and not (a == c).all()
+
+
+def test_corrupt_severity_orders_the_effect_and_rgb_stays_rgb():
+    imgs = _smooth_images(2, 3)
+    means = [p2.corrupt(imgs, "retinamnist", "brightness_down", s).mean() for s in range(5)]
+    assert all(m1 > m2 for m1, m2 in zip(means, means[1:]))  # darker with every severity (0.9 ... 0.5)
+    out = p2.corrupt(imgs, "retinamnist", "pixelate", 4)
+    assert out.shape == (2, 3, 28, 28)
+    noisy, rms224 = p2.corrupt(imgs[:1, :1], "organamnist", "gaussian_noise", 4, return_rms_work=True)
+    rms28 = np.sqrt(((noisy.astype(float) - p2.corrupt(imgs[:1, :1], "organamnist", "none", 0)) ** 2).mean()) / 255
+    assert 0.1 < rms224[0] < 0.25 and rms28 < rms224[0] / 3  # i.i.d. noise averages out over 8 x 8 pixels
+
+
+def test_corrupt_motion_blur_at_224_works_for_gray():
+    imgs = _smooth_images(1, 1)
+    out = p2.corrupt(imgs, "breastmnist", "motion_blur", 2, seed=0)
+    assert out.shape == (1, 1, 28, 28) and out.dtype == np.uint8
+
+
+def test_corrupt_rejects_bad_input():
+    imgs = _smooth_images(1, 1)
+    with pytest.raises(ValueError, match="uint8"):
+        p2.corrupt(imgs.astype(np.float32), "breastmnist", "pixelate", 0)
+    with pytest.raises(ValueError, match="severity"):
+        p2.corrupt(imgs, "breastmnist", "pixelate", 5)
+    with pytest.raises(ValueError, match="no corruption 'gaussian_noise'"):
+        p2.corrupt(imgs, "breastmnist", "gaussian_noise", 0)
+    with pytest.raises(ValueError, match="registry entry 'mednist'"):
+        p2.corrupt(imgs, "mednist", "pixelate", 0)
+    assert p2.corruption_category("gaussian_noise") == "noise"
+    assert p2.corruption_category("gamma_corr_up") == "task-specific"
+
+
+# ----------------------------------------------------------------------------------------------- cached runs
+
+def test_models_datasets_and_evaluations_end_to_end(require_data):
+    require_data("breastmnist")
+    std = p2.model_spec("breastmnist", MCFG, 0)
+    rob = p2.model_spec("breastmnist", MCFG, 0, robust=True)
+    res = p2.train_sweep([std, rob], progress=False)
+    for r in res:
+        assert r["n_train"] == 48 and len(r["test_pred"]) == 40 == r["test"]["n"]
+        assert r["test"]["accuracy"] == np.mean(np.array(r["test_pred"]) == np.array(r["test_y"]))
+    assert p2.train_sweep([std], progress=False)[0]["_dir"] == res[0]["_dir"]  # cached
+
+    eps = p2.scaled_eps(0.5, (1, 28, 28))
+    x, y = p2.train_data(std)
+    det_spec = p2.dataset_spec("det", std, TAB1)
+    det = artefacts.cached("p2_dataset", det_spec, p2.dataset_run, depends=p2.TRAIN_DEPENDS)
+    xd, yd = p2.train_data(p2.model_spec("breastmnist", MCFG, 0, train_on=det_spec))
+    assert det["label_kept"] == 0 and (yd == (y + 1) % 2).all()
+    assert ((xd - x).flatten(1).norm(dim=1) <= eps + 1e-6).all() and det["l2_max"] <= eps + 1e-6
+    assert xd.min() >= 0 and xd.max() <= 1
+
+    nr_spec = p2.dataset_spec("r", rob, TAB1)
+    xr, yr = p2.train_data(p2.model_spec("breastmnist", MCFG, 0, train_on=nr_spec))
+    assert xr.shape == (12, 1, 28, 28) and len(yr) == 12 and 0 <= xr.min() and xr.max() <= 1
+
+    fresh = p2.model_spec("breastmnist", MCFG, 0, train_on=det_spec)
+    ev = p2.robust_eval_sweep([p2.robust_eval_spec(fresh, TAB2, apgd=True, sweep=True)], progress=False)[0]
+    assert ev["n_attack"] == 24 and 0 <= ev["pgd_accuracy"] <= 1 and len(ev["pgd_correct"]) == 24
+    assert ev["apgd"]["n"] == 8 and ev["apgd"]["worst_case_accuracy"] <= ev["apgd"]["apgd_accuracy"]
+    acc = ev["sweep"]["accuracy"]
+    # eps = 0 is the clean accuracy of those images; a bigger budget cannot help a 1-epoch model (which may
+    # be constant, so "reaches 0" is left to the notebooks' real models)
+    assert acc[0] == pytest.approx(np.mean(np.array(p2.trained(fresh)[1]["test_pred"][:8]) == y_test_head(fresh, 8)))
+    assert acc[2] <= acc[0]
+
+
+def y_test_head(spec, n):
+    return p2.test_data(spec)[1][:n].numpy()
+
+
+def test_medmnistc_data_and_eval_runs(require_data):
+    require_data("breastmnist")
+    cfg = {"n_test": 6, "corruption_seed": 0, "work_size": 224}
+    spec = p2.model_spec("breastmnist", MCFG, 0)
+    ev_spec = p2.mmc_eval_spec(spec, cfg)
+    assert [d["corruption"] for d in ev_spec["data"]] == ["none"] + p2.corruption_names("breastmnist")
+    stacks = p2.mmc_data(p2.mmc_data_spec("breastmnist", "brightness_up", cfg))
+    assert stacks.shape == (5, 6, 1, 28, 28) and stacks.dtype == np.uint8
+    assert stacks[4].mean() > stacks[0].mean()
+    ev_spec["data"] = ev_spec["data"][:2]  # clean round trip + pixelate keep the test fast
+    ev = artefacts.cached("p2_mmc_eval", ev_spec, p2.mmc_eval_run, depends=p2.TRAIN_DEPENDS)
+    assert [(r["corruption"], r["severity"]) for r in ev["rows"]] == [("none", 0)] + [("pixelate", s) for s in range(1, 6)]
+    assert all(0 <= r["balanced_accuracy"] <= 1 for r in ev["rows"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_runs_use_cuda(require_data):
+    require_data("breastmnist")
+    std = p2.model_spec("breastmnist", MCFG, 0)
+    res = p2.train_sweep([std], progress=False)[0]
+    model, _ = p2.trained(std)
+    assert res["device"].startswith("cuda") and next(model.parameters()).device.type == "cuda"
+    det = artefacts.cached("p2_dataset", p2.dataset_spec("det", std, TAB1), p2.dataset_run, depends=p2.TRAIN_DEPENDS)
+    assert det["device"].startswith("cuda") and det["label_kept"] == 0
+
+
+def test_verdict_and_paired_test():
+    assert p2.verdict(0.1, 0.01) == "reproduced" and p2.verdict(-0.1, 0.01) == "not reproduced"
+    assert p2.verdict(-0.1, 0.01, expected_sign=-1) == "reproduced" and p2.verdict(0.1, 0.2) == "inconclusive"
+    assert p2.verdict(float("nan"), 0.01) == "inconclusive"
+    d = np.array([0.1, 0.2, 0.15, 0.3, 0.05, 0.12])
+    t = p2.paired_test(d)
+    assert t["n"] == 6 and t["n_pos"] == 6 and t["mean"] == pytest.approx(d.mean())
+    assert t["wilcoxon_p"] == pytest.approx(stats.wilcoxon(d).pvalue) and t["wilcoxon_p"] == pytest.approx(2 / 64)
+    assert math.isnan(p2.paired_test([0.0, 0.0])["wilcoxon_p"])

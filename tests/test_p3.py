@@ -1,0 +1,306 @@
+"""Tests for domaingap.p3 (Juodelyte et al., TMLR 2023): folds, initialisations and weight loading, the frozen
+warm-up, prediction agreement, the statistics helpers, and a tiny end-to-end pipeline on real data.
+
+Known answers are computed independently (hand-counted tables, scipy / scikit-learn); the pipeline test checks
+properties that hold at any size: folds partition the pool, a network is CCA-identical to itself, cached runs
+are reused bit for bit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from sklearn.metrics import cohen_kappa_score
+
+from domaingap import models, p3, paths
+
+# A tiny ResNet keeps the CPU cost of a test to seconds; width/stem are used when build_model offers them.
+_HAS_WIDTH = "width" in inspect.signature(models.build_model).parameters
+TINY = {"arch": "resnet18", "image_size": 12, "channels": 1, **({"width": 4, "stem": "cifar"} if _HAS_WIDTH else {})}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP's thread barriers can
+    slow them down a hundredfold: run this file's tensors on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tmp_artefacts(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.ARTEFACTS_ENV, str(tmp_path / "art"))
+    return tmp_path / "art"
+
+
+# ----------------------------------------------------------------------------------------------- folds
+
+def test_folds_partition_and_stratify():
+    y = np.array([0] * 37 + [1] * 13 + [2] * 10)
+    fs = p3.folds(y, 5, seed=3)
+    assert len(fs) == 5
+    held = np.concatenate([te for _, te in fs])
+    assert np.array_equal(np.sort(held), np.arange(len(y)))  # every image held out exactly once
+    for tr, te in fs:
+        assert len(np.intersect1d(tr, te)) == 0 and len(tr) + len(te) == len(y)
+        for c, total in zip(range(3), (37, 13, 10)):  # stratified: per-class counts within one of total/5
+            assert abs(np.sum(y[te] == c) - total / 5) < 1
+    again = p3.folds(y, 5, seed=3)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(fs, again))
+    with pytest.raises(ValueError, match="n_folds=5 needs >= 5 images per class"):
+        p3.folds(np.array([0] * 10 + [1] * 3), 5, seed=0)
+
+
+# ----------------------------------------------------------------------------------------------- agreement
+
+def test_agreement_known_answer():
+    a = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0], bool)  # acc 0.6
+    b = np.array([1, 1, 1, 1, 0, 0, 1, 0, 0, 0], bool)  # acc 0.5
+    r = p3.agreement(a, b)
+    assert r["observed"] == pytest.approx(7 / 10)  # 4 both right + 3 both wrong
+    assert r["independent"] == pytest.approx(0.6 * 0.5 + 0.4 * 0.5)
+    assert r["paper_a"] == pytest.approx(0.6 ** 2 + 0.4 ** 2)
+    assert r["paper_b"] == pytest.approx(0.5)
+    assert r["kappa"] == pytest.approx(cohen_kappa_score(a, b))
+    # with equal accuracies P3's baseline is the independence baseline
+    r2 = p3.agreement(a, a[::-1])
+    assert r2["paper_a"] == pytest.approx(r2["independent"])
+    with pytest.raises(ValueError, match=r"shapes \(10,\) and \(9,\)"):
+        p3.agreement(a, b[:9])
+
+
+def test_agreement_test_direction():
+    rng = np.random.default_rng(0)
+    a = rng.random(400) < 0.7
+    same = p3.agreement_test(a, a)
+    opposite = p3.agreement_test(a, ~a)
+    assert same["p"] < 1e-10 and opposite["p"] > 0.99
+    assert same["table"][0][1] == 0 and same["table"][1][0] == 0
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+
+def test_paired_summary_matches_scipy():
+    d = np.array([0.05, 0.12, -0.02, 0.08, 0.10, 0.03, 0.07])
+    r = p3.paired_summary(d, alternative="greater")
+    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    assert r["mean"] == pytest.approx(d.mean()) and r["lo"] == pytest.approx(lo) and r["hi"] == pytest.approx(hi)
+    assert r["wilcoxon_p"] == pytest.approx(stats.wilcoxon(d, alternative="greater").pvalue)
+    # rank-biserial: (R+ - R-) / (R+ + R-); only -0.02 (rank 1) is negative, so (28 - 1 - 1) / 28
+    assert r["rank_biserial"] == pytest.approx((28 - 2) / 28)
+    with pytest.raises(ValueError, match="at least 2"):
+        p3.paired_summary([0.1])
+
+
+def test_spearman_within_groups_removes_between_group_effect():
+    rng = np.random.default_rng(1)
+    groups = np.repeat([0, 1, 2], 30)
+    # strong correlation between group means, none within groups
+    x = groups * 10 + rng.normal(size=90)
+    y = groups * 10 + rng.normal(size=90)
+    x0, y0 = x.copy(), y.copy()
+    pooled = p3.spearman_ci(x, y, n_boot=200)
+    within = p3.spearman_ci(x, y, groups=groups, n_boot=200)
+    assert np.array_equal(x, x0) and np.array_equal(y, y0)  # inputs untouched
+    assert pooled["rho"] == pytest.approx(stats.spearmanr(x, y).statistic) and pooled["rho"] > 0.8
+    means = np.array([[x[groups == g].mean(), y[groups == g].mean()] for g in range(3)])
+    ref = stats.spearmanr(x - means[groups, 0], y - means[groups, 1])
+    assert within["rho"] == pytest.approx(ref.statistic) and abs(within["rho"]) < 0.3
+    assert within["p"] == pytest.approx(ref.pvalue) and within["lo"] < within["rho"] < within["hi"]
+
+
+def test_holm_known_answer():
+    assert p3.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_verdict_from_test():
+    assert p3.verdict_from_test(0.1, 0.01, expected_sign=1) == "reproduced"
+    assert p3.verdict_from_test(-0.1, 0.01, expected_sign=1) == "not reproduced"
+    assert p3.verdict_from_test(0.1, 0.2, expected_sign=1) == "inconclusive"
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+def test_build_is_seeded_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    m1 = p3.build(TINY, 2, seed=5)
+    after = torch.rand(1)
+    m2, m3 = p3.build(TINY, 2, seed=5), p3.build(TINY, 2, seed=6)
+    assert torch.equal(before, after)
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert not torch.equal(m1.conv1.weight, m3.conv1.weight)
+    with pytest.raises(ValueError, match="not accepted by domaingap.models.build_model"):
+        p3.build({**TINY, "depth_multiplier": 2}, 2, seed=0)
+
+
+def test_imagenet_style_weight_file_loads_into_grey_model(tmp_path):
+    """A torchvision ImageNet-layout state dict (RGB 7x7 stem, 1000-class head, DataParallel prefix) loads into
+    the chapter's 1-channel model: RGB stem summed, backbone copied, head fresh."""
+    import torchvision
+
+    src = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "imagenet_like.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, path)
+    cfg = {"arch": "resnet18", "image_size": 72, "channels": 1}  # > 64 px keeps torchvision's ImageNet stem
+    init = p3.weights_init(path)
+    assert init["kind"] == "weights" and len(init["sha256"]) == 64
+    model, summary = p3.init_model(init, model_cfg=cfg, num_classes=2, seed=7)
+    assert torch.allclose(model.conv1.weight, src.conv1.weight.sum(1, keepdim=True))
+    assert torch.equal(model.layer3[1].conv2.weight, src.layer3[1].conv2.weight)
+    assert torch.equal(model.bn1.running_var, src.bn1.running_var)
+    fresh = p3.build(cfg, 2, seed=7)
+    assert torch.equal(model.fc.weight, fresh.fc.weight) and model.fc.weight.shape == (2, 512)
+    assert summary["adapted"] == ["conv1.weight"] and summary["missing"] == []
+    json.dumps(init)
+    # a changed file is refused rather than silently used under the old spec
+    torch.save(src.state_dict(), path)
+    with pytest.raises(ValueError, match="changed since its spec was made"):
+        p3.init_model(init, model_cfg=cfg, num_classes=2, seed=7)
+    with pytest.raises(ValueError, match="does not exist"):
+        p3.weights_init(tmp_path / "nope.pt")
+    assert p3.weights_init("imagenet") == {"kind": "weights", "source": "imagenet"}
+
+
+def test_radimagenet_style_sequential_checkpoint_loads(tmp_path):
+    """Converted RadImageNet ResNet50 checkpoints are ``nn.Sequential(*children[:-1])`` state dicts
+    ("0.weight", "4.0.conv1.weight", ...): they load into the chapter's ResNet50 with a fresh head."""
+    import torchvision
+    from torch import nn
+
+    src = torchvision.models.resnet50(weights=None)
+    backbone = nn.Sequential(*list(src.children())[:-1])
+    path = tmp_path / "RadImageNet-ResNet50.pt"
+    torch.save(backbone.state_dict(), path)
+    cfg = {"arch": "resnet50", "image_size": 112, "channels": 1}
+    model, summary = p3.init_model(p3.weights_init(path), model_cfg=cfg, num_classes=3, seed=0)
+    assert torch.equal(model.layer4[2].conv3.weight, src.layer4[2].conv3.weight)
+    assert torch.allclose(model.conv1.weight, src.conv1.weight.sum(1, keepdim=True))
+    assert summary["missing"] == [] and summary["unexpected"] == []
+    assert model.fc.out_features == 3
+
+
+def test_warmup_trains_only_the_head():
+    torch.manual_seed(0)
+    model = p3.build(TINY, 2, seed=0)
+    x = torch.rand(40, 1, TINY["image_size"], TINY["image_size"])
+    y = (x.mean((1, 2, 3)) > x.mean()).long()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    p3.warmup_head(model, x, y, epochs=3, lr=1e-2, batch_size=16, seed=0)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"fc.weight", "fc.bias"}  # backbone weights AND BatchNorm statistics untouched
+
+
+def test_layer_similarity_self_is_one_and_checks_shapes():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(30, 6, 4, 4, generator=g)
+    b = torch.randn(30, 6, 4, 4, generator=g)
+    same = p3.layer_similarity(a, a, n_channels=4, repeats=2)
+    assert all(v == pytest.approx(1.0, abs=1e-6) for v in same.values())
+    other = p3.layer_similarity(a, b, n_channels=4, repeats=2)
+    assert all(v < 0.5 for v in other.values())
+    with pytest.raises(ValueError, match=r"\(30, 6, 4, 4\) and \(30, 5, 4, 4\)"):
+        p3.layer_similarity(a, b[:, :5])
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+def _cfg(**over):
+    cfg = {"model": TINY, "sources": {"natural": {"dataset": "fashionmnist"},
+                                      "medical": {"dataset": "pneumoniamnist"}},
+           "targets": ["breastmnist"], "n_folds": 2, "fold_seed": 0, "pretrain_seeds": [0],
+           "pretrain": {"n": 96, "n_test": 48, "epochs": 1, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4},
+           "finetune": {"max_pool": 48, "epochs": 1, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4},
+           "warmup": {"epochs": 1, "lr": 1e-3, "batch_size": 16},
+           "similarity": {"probe_n": 24, "n_channels": 4, "repeats": 2}}
+    cfg.update(over)
+    return cfg
+
+
+def test_config_errors_name_the_problem():
+    p3.check_config(_cfg())
+    with pytest.raises(ValueError, match="must be a resnet, got 'vgg16'"):
+        p3.check_config(_cfg(model={**TINY, "arch": "vgg16"}))
+    with pytest.raises(ValueError, match="exactly one of 'dataset' or 'weights'"):
+        p3.check_config(_cfg(sources={"x": {"dataset": "mnist", "weights": "imagenet"}}))
+    with pytest.raises(ValueError, match="reserved"):
+        p3.check_config(_cfg(sources={"random": {"dataset": "mnist"}}))
+    for profile in ("ci", "default", "paper"):
+        p3.config(profile)
+
+
+def test_inits_skip_a_source_on_its_own_dataset():
+    cfg = _cfg(sources={"natural": {"dataset": "cifar10"}, "medical": {"dataset": "mednist"}})
+    assert p3.inits(cfg, "breastmnist") == ["natural", "natural-Fr", "medical", "medical-Fr", "random"]
+    assert p3.inits(cfg, "mednist") == ["natural", "natural-Fr", "random"]
+    spec = p3.finetune_spec(cfg, "breastmnist", "medical-Fr", 1)
+    assert spec["warmup"] == cfg["warmup"] and spec["init"]["spec"]["dataset"] == "mednist"
+    assert "device" not in json.dumps(spec)
+    assert ("natural", "medical") in p3.similarity_pairs(cfg, "breastmnist")
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def test_probe_images_match_data_load(require_data):
+    from domaingap import data
+
+    require_data("retinamnist")
+    cfg = {"image_size": 28, "channels": 1}
+    x = p3.probe_images("retinamnist", model_cfg=cfg, n=10_000, seed=0)  # more than exist: every image
+    ref = torch.cat([data.load("retinamnist", s, size=28, channels=1).x for s in ("train", "val", "test")])
+    assert x.shape == (1600, 1, 28, 28) and torch.equal(x, ref)
+    sub = p3.probe_images("retinamnist", model_cfg=cfg, n=50, seed=1)
+    assert sub.shape == (50, 1, 28, 28)
+
+
+def test_target_pool_cap_keeps_class_proportions(require_data):
+    require_data("breastmnist")
+    x, y = p3.target_pool("breastmnist", model_cfg={"image_size": 28, "channels": 1})
+    assert x.shape == (546 + 78, 1, 28, 28)
+    xs, ys = p3.target_pool("breastmnist", model_cfg={"image_size": 28, "channels": 1}, max_pool=100, seed=0)
+    assert len(ys) == 100 and abs(ys.float().mean() - y.float().mean()) < 0.01
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+
+def test_tiny_pipeline_end_to_end(require_data, tmp_artefacts):
+    for name in ("fashionmnist", "pneumoniamnist", "breastmnist"):
+        require_data(name)
+    cfg = _cfg()
+    ft = p3.finetune(cfg, progress=False)
+    assert len(ft) == 5 * 2  # (2 sources x {plain, -Fr} + random) x 2 folds
+    df = p3.finetune_frame(ft)
+    assert df["auc"].between(0, 1).all() and (df["n_test"] == 24).all()
+    held = np.concatenate([p3.load_predictions(r)["index"] for r in ft if r["init_name"] == "random"])
+    assert np.array_equal(np.sort(held), np.arange(48))  # the folds partition the pool
+    loaded = [r["loaded"] for r in ft if r["init_name"] == "natural"]
+    assert all(s["missing"] == [] and s["unexpected"] == [] for s in loaded)
+    table = p3.auc_table(df, cfg)
+    assert list(table.columns) == p3.inits(cfg, "breastmnist") and table.shape == (1, 5)
+
+    sims = p3.similarities(cfg, progress=False)
+    sf = p3.similarity_frame(sims)
+    assert set(sf["block"]) == set(p3.LAYER_LABELS.values())
+    assert sf["value"].between(-1e-9, 1 + 1e-9).all()
+    # a network compared with itself: every measure is 1 (the pretrained sources exist as references)
+    x = p3.probe_images("breastmnist", model_cfg=TINY, n=24)
+    ref = p3.similarity_models(cfg, "breastmnist", 0)["natural"]
+    net = p3.materialise(ref, model_cfg=TINY, num_classes=2)
+    from domaingap import similarity
+
+    acts = similarity.activations(net, x, ["layer1"])["layer1"]
+    assert p3.layer_similarity(acts, acts, n_channels=4, repeats=2)["mean_cca"] == pytest.approx(1.0)
+
+    # everything is cached: a second pass recomputes nothing and returns the same numbers
+    again = p3.finetune(cfg, progress=False)
+    assert [r["_dir"] for r in again] == [r["_dir"] for r in ft]
+    assert [r["auc"] for r in again] == [r["auc"] for r in ft]
