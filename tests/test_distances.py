@@ -45,7 +45,7 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.mark.parametrize("chunk", [7, 64, 1000])
+@pytest.mark.parametrize("chunk", [13, 64, 1000])
 def test_knn_matches_bruteforce(rng, chunk):
     x = rng.normal(size=(157, 20))
     d, i = knn(x, 9, chunk_size=chunk)
@@ -159,20 +159,30 @@ def test_knn_large_offset_uint8_is_exact(rng):
     assert float((naive.double() - torch.from_numpy(expected_sq[:40])).abs().max()) > 0.5
 
 
+def float32_error_ratio(x, device="cpu"):
+    """Largest |float32 Gram-trick error| / (u (|a|^2 + |b|^2)) over a 200 x 200 block."""
+    xt = torch.from_numpy(x).to(device)
+    p = distances._Points(xt, distances._column_mean(xt))
+    c, sq = p.block(0, 400, torch.float32)
+    approx = torch.addmm(sq[:200, None] + sq[None, 200:], c[:200], c[200:].T, alpha=-2.0)
+    exact = torch.from_numpy(distances.brute_force_sq(x[200:], x[:200]))
+    scale = distances._U32 * (sq[:200, None].double() + sq[None, 200:].double()).cpu()
+    return float(((approx.double().cpu() - exact).abs() / scale).max())
+
+
+CALIBRATION_CASES = [(784, "uint8"), (3072, "uint8"), (1000, "normal")]
+
+
+def calibration_data(rng, d, gen):
+    if gen == "uint8":
+        return rng.integers(0, 256, size=(400, d)).astype(np.uint8)
+    return rng.normal(3.0, 1.0, size=(400, d))
+
+
 def test_float32_error_within_tolerance_factor(rng):
     """The certificate's error bound C(D) u (|a|^2+|b|^2) keeps a >= 4x margin in practice."""
-    for d, gen in [(784, "uint8"), (3072, "uint8"), (1000, "normal")]:
-        if gen == "uint8":
-            x = rng.integers(0, 256, size=(400, d)).astype(np.uint8)
-        else:
-            x = rng.normal(3.0, 1.0, size=(400, d))
-        xt = torch.from_numpy(x)
-        p = distances._Points(xt, distances._column_mean(xt))
-        c, sq = p.block(0, 400, torch.float32)
-        approx = torch.addmm(sq[:200, None] + sq[None, 200:], c[:200], c[200:].T, alpha=-2.0)
-        exact = torch.from_numpy(distances.brute_force_sq(x[200:], x[:200]))
-        scale = distances._U32 * (sq[:200, None].double() + sq[None, 200:].double())
-        ratio = float(((approx.double() - exact).abs() / scale).max())
+    for d, gen in CALIBRATION_CASES:
+        ratio = float32_error_ratio(calibration_data(rng, d, gen))
         assert ratio < distances._tol_factor(d) / 4, (d, ratio)
 
 
@@ -238,6 +248,20 @@ def test_tf32_setting_restored(rng):
     try:
         knn(rng.normal(size=(20, 3)), 2)
         assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(prev)
+
+
+@pytest.mark.gpu
+@gpu
+def test_cuda_float32_error_within_tolerance_factor(rng):
+    """Same margin for cuBLAS (TF32 off, as inside the kernels)."""
+    prev = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        for d, gen in CALIBRATION_CASES:
+            ratio = float32_error_ratio(calibration_data(rng, d, gen), "cuda")
+            assert ratio < distances._tol_factor(d) / 4, (d, ratio)
     finally:
         torch.set_float32_matmul_precision(prev)
 
