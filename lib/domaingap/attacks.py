@@ -197,30 +197,27 @@ def _enforce_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float, lo: float, hi:
 
     The per-step projection is exact in real arithmetic, but rounding ``x + delta`` back to
     the input dtype moves each entry by up to half an ulp, which can leave examples on the
-    sphere a few ulps outside. Those (only those) are pulled in to radius ``eps - a`` with
-    ``a`` growing from one ulp of the data's magnitude; an example that still cannot be
-    represented inside the ball (eps below the dtype's resolution) falls back to ``x``.
+    sphere a few ulps outside. Those (only those) are pulled in to radius ``eps - a``, where
+    ``a = sqrt(D) * ulp(max |value|) / 2`` bounds the norm of any rounding error, so a single
+    pass suffices and no host synchronisation is needed. (The final range clamp only moves
+    entries towards ``x``.) If ``eps <= a`` (eps below the dtype's resolution) such an
+    example falls back to ``x`` itself.
     """
     x64 = x.double()
-    ulp = None
-    for k in range(6):
-        d = (x_adv.double() - x64).flatten(1)
-        n = d.norm(dim=1)
-        bad = n > eps
-        if not bool(bad.any()):
-            return x_adv
-        if ulp is None:  # only now: each float() is a device synchronisation
-            ulp = torch.finfo(x.dtype).eps * max(float(x_adv.abs().max()), float(x.abs().max()), 1e-30)
-        target = eps - ulp * 4**k
-        if target <= 0:
-            break
-        idx = bad.nonzero().squeeze(1)
-        fixed = (x64[idx].flatten(1) + d[idx] * (target / n[idx])[:, None]).view_as(x[idx])
-        x_adv = x_adv.clone()
-        x_adv[idx] = fixed.to(x.dtype).clamp(lo, hi)
     d = (x_adv.double() - x64).flatten(1)
-    bad = d.norm(dim=1) > eps
-    return torch.where(_view(bad, x), x, x_adv)
+    n = d.norm(dim=1)
+    if math.isfinite(lo) and math.isfinite(hi):
+        mag: float | torch.Tensor = max(abs(lo), abs(hi))  # a host number: no transfer, no sync
+    else:
+        mag = torch.maximum(x_adv.abs().amax(), x.abs().amax()).double()
+    a = 0.5 * math.sqrt(d.shape[1]) * torch.finfo(x.dtype).eps * mag + 1e-12 * eps
+    target = eps - a
+    fixed = (x64.flatten(1) + d * (target / n.clamp_min(1e-300))[:, None]).view_as(x).to(x.dtype).clamp_(lo, hi)
+    if isinstance(target, torch.Tensor):
+        fixed = torch.where(target > 0, fixed, x)
+    elif target <= 0:
+        fixed = x
+    return torch.where(_view(n > eps, x), fixed, x_adv)
 
 
 # ---------------------------------------------------------------------------------------
@@ -311,6 +308,7 @@ def _pgd_run(
     else:
         x_adv = x.clone()
     best_x, best_loss = None, None
+
     # for targeted attacks lower loss is better: compare direction * loss
     def better(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
         return direction * new > direction * old
