@@ -93,13 +93,14 @@ def run(kind: str, specs: Sequence[dict], compute: Callable[[dict, "os.PathLike"
 def _run_process_pool(kind, specs, compute, depends, workers, bar, retries):
     import multiprocessing as mp
 
+    # A worker that dies breaks the whole pool and every run in flight with it, so runs cannot be blamed one by
+    # one: the pool is rebuilt for the runs still missing, up to (retries + 1) rounds per run.
     todo = list(specs)
-    for attempt in range(retries + 1):
+    for _ in range((retries + 1) * len(todo)):
+        broken = False
         # spawn, not fork: torch and threads do not survive a fork safely
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_one, kind, s, compute, depends): s for s in todo}
-            broken = False
-            pending = set(futures)
+            pending = {pool.submit(_run_one, kind, s, compute, depends) for s in todo}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -107,13 +108,12 @@ def _run_process_pool(kind, specs, compute, depends, workers, bar, retries):
                         fut.result()
                         bar.update()
                     except BrokenProcessPool:
-                        broken = True  # a worker died: the runs still missing are resubmitted to a new pool
+                        broken = True
         todo = [s for s in todo if artefacts.load(kind, s, depends) is None]
-        if not todo:
-            return
-        if not broken:
+        if not todo or not broken:
             break
-    raise RuntimeError(f"{len(todo)} runs of {kind!r} still missing after {retries} retries of a broken pool")
+    if todo:
+        raise RuntimeError(f"{len(todo)} runs of {kind!r} still missing: their worker processes kept dying")
 
 
 def _run_dask(kind, specs, compute, depends, address, bar, retries):
