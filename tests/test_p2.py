@@ -23,8 +23,8 @@ def _tmp_artefacts(tmp_path, monkeypatch):
 MCFG = {"tasks": ["breastmnist"], "seeds": [0], "data_seed": 0, "n_train": 48, "n_test": 40, "arch": "small_cnn",
         "arch_options": {}, "epochs": 1, "batch_size": 16, "lr": 0.05, "optimizer": "sgd", "schedule": "constant",
         "weight_decay": 5e-4, "class_weights": "balanced", "adv_eps_ref": 0.5, "adv_steps": 2}
-TAB1 = {"pgd_eps_ref": 0.5, "pgd_steps": 3, "pgd_step_ratio": 0.5, "inversion_steps": 3, "inversion_step_ref": 0.1,
-        "inversion_n": 12}
+TAB1 = {"pgd_eps_ref": 0.5, "pgd_eps_multipliers": [4, 1], "pgd_target_success": 0.9, "pgd_calibration_n": 16,
+        "pgd_steps": 3, "pgd_step_ratio": 0.5, "inversion_steps": 3, "inversion_step_ref": 0.1, "inversion_n": 12}
 TAB2 = {"eps_ref": 0.5, "n_attack": 24, "pgd_steps": 3, "pgd_restarts": 1, "apgd_n": 8, "apgd_steps": 5,
         "apgd_restarts": 1, "sweep_multipliers": [0, 1, 64], "sweep_steps": 3, "sweep_n": 8}
 
@@ -62,7 +62,7 @@ def test_model_and_dataset_specs():
     assert rob["adversarial"] == {"eps": eps, "steps": 2, "step_size": round(2.5 * eps / 2, 6), "norm": "l2"}
     assert artefacts.key(std) != artefacts.key(rob)
     det = p2.dataset_spec("det", std, TAB1)
-    assert det["eps"] == eps and det["step_size"] == round(0.5 * eps, 6) and det["source"] == std
+    assert det["eps_grid"] == [eps, round(4 * eps, 6)] and det["step_ratio"] == 0.5 and det["source"] == std
     assert p2.dataset_spec("r", rob, TAB1)["n"] == 12
     with pytest.raises(ValueError, match="D_r needs a robust source"):
         p2.dataset_spec("r", std, TAB1)
@@ -70,6 +70,8 @@ def test_model_and_dataset_specs():
         p2.dataset_spec("det", rob, TAB1)
     with pytest.raises(ValueError, match="variant"):
         p2.dataset_spec("flip", std, TAB1)
+    with pytest.raises(ValueError, match="multipliers"):
+        p2.dataset_spec("det", std, {**TAB1, "pgd_eps_multipliers": [0, 1]})
     fresh = p2.model_spec("breastmnist", MCFG, 3, train_on=det)
     assert fresh["train_on"]["source"] == std  # nested, JSON-able
     artefacts.key(fresh)
@@ -244,8 +246,18 @@ def test_models_datasets_and_evaluations_end_to_end(require_data):
     det = artefacts.cached("p2_dataset", det_spec, p2.dataset_run, depends=p2.TRAIN_DEPENDS)
     xd, yd = p2.train_data(p2.model_spec("breastmnist", MCFG, 0, train_on=det_spec))
     assert det["label_kept"] == 0 and (yd == (y + 1) % 2).all()
-    assert ((xd - x).flatten(1).norm(dim=1) <= eps + 1e-6).all() and det["l2_max"] <= eps + 1e-6
+    # the budget is the first of the grid reaching the target success on the calibration images, else the last
+    cal = det["calibration"]
+    assert det["eps"] in det_spec["eps_grid"] and [c["eps"] for c in cal] == det_spec["eps_grid"][: len(cal)]
+    assert det["eps"] == cal[-1]["eps"] and (cal[-1]["success"] >= 0.9 or len(cal) == len(det_spec["eps_grid"]))
+    assert all(c["success"] < 0.9 for c in cal[:-1])
+    assert ((xd - x).flatten(1).norm(dim=1) <= det["eps"] + 1e-6).all() and det["l2_max"] <= det["eps"] + 1e-6
     assert xd.min() >= 0 and xd.max() <= 1
+    view = p2.robust_view(det_spec, rob)
+    assert view["n_changed"] == 48 and view["robust_says_original"] + view["robust_says_target"] == pytest.approx(1)
+    assert view["robust_target_shift"] == pytest.approx(view["robust_says_target"] - view["robust_target_on_clean"])
+    with pytest.raises(ValueError, match="robust model spec"):
+        p2.robust_view(det_spec, std)
 
     nr_spec = p2.dataset_spec("r", rob, TAB1)
     xr, yr = p2.train_data(p2.model_spec("breastmnist", MCFG, 0, train_on=nr_spec))
