@@ -179,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         run(args.profile, args.out.resolve(), args.notebooks)
     elif args.cmd == "refs":
         run("ci", REFS_DIR, args.notebooks, flat=True)
-        (REFS_DIR / RUNTIMES).unlink(missing_ok=True)  # machine-specific; not part of the references
+        # machine-specific, so not part of the references; kept for the README's runtime table
+        if (REFS_DIR / RUNTIMES).is_file():
+            (paths.REPO_ROOT / "build").mkdir(exist_ok=True)
+            os.replace(REFS_DIR / RUNTIMES, paths.REPO_ROOT / "build" / "ci_runtimes.json")
     elif args.cmd == "assemble-refs":
         assemble_refs(args.book_dir.resolve())
     else:
