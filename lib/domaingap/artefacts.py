@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -32,9 +33,18 @@ def _canonical(obj: Any) -> str:
 
 
 def code_version(depends: Sequence[str]) -> str:
-    """Hash of the source of the named ``domaingap`` modules (e.g. ``("training", "models")``)."""
+    """Hash of the source of the named ``domaingap`` modules (e.g. ``("training", "models")``).
+
+    Memoised per process: the code that runs is the code that was imported, so a file edited while a sweep runs
+    must not change the keys of that sweep's runs halfway through.
+    """
+    return _code_version(tuple(sorted(set(depends))))
+
+
+@lru_cache(maxsize=None)
+def _code_version(depends: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
-    for name in sorted(set(depends)):
+    for name in depends:
         module = importlib.import_module(f"domaingap.{name}")
         digest.update(name.encode())
         digest.update(Path(module.__file__).read_bytes())
