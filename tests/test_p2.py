@@ -97,6 +97,16 @@ def test_derangement_has_no_fixed_points(n):
         assert sorted(perm) == list(range(n)) and (perm != np.arange(n)).all()
 
 
+def test_head_is_a_seeded_random_nested_subset():
+    x = torch.arange(20.0).view(20, 1)
+    y = torch.arange(20)
+    xa, ya = p2._head(x, y, 5)
+    xb, yb = p2._head(x, y, 12)
+    assert (ya == yb[:5]).all() and (xa[:, 0] == ya).all()  # nested prefixes, pairs kept
+    assert not (ya == torch.arange(5)).all()  # not the first five (sorted test sets can be sorted by class)
+    assert sorted(p2._head(x, y, None)[1].tolist()) == list(range(20))
+
+
 def test_balanced_class_weights_equalise_the_classes():
     y = np.array([0] * 6 + [1] * 2 + [2] * 4)
     w = p2.balanced_class_weights(y, 4)
@@ -270,12 +280,11 @@ def test_models_datasets_and_evaluations_end_to_end(require_data):
     acc = ev["sweep"]["accuracy"]
     # eps = 0 is the clean accuracy of those images; a bigger budget cannot help a 1-epoch model (which may
     # be constant, so "reaches 0" is left to the notebooks' real models)
-    assert acc[0] == pytest.approx(np.mean(np.array(p2.trained(fresh)[1]["test_pred"][:8]) == y_test_head(fresh, 8)))
+    model, _ = p2.trained(fresh)
+    xs, ys = p2._head(*p2.test_data(fresh), 8)
+    assert acc[0] == pytest.approx(float((model(xs).argmax(1) == ys).float().mean()))
     assert acc[2] <= acc[0]
 
-
-def y_test_head(spec, n):
-    return p2.test_data(spec)[1][:n].numpy()
 
 
 def test_medmnistc_data_and_eval_runs(require_data):

@@ -384,7 +384,7 @@ def dataset_run(spec: dict, work: Path) -> dict:
 
     rand/det: targeted L2 PGD (``steps`` steps of ``step_ratio * eps``, no random start, lowest-loss iterate
     kept, as Ilyas et al.). The budget is the smallest of ``eps_grid`` at which the attack moves at least
-    ``target_success`` of the first ``calibration_n`` images to their target (the largest if none does): Ilyas
+    ``target_success`` of ``calibration_n`` random training images to their target (the largest if none does): Ilyas
     et al.'s attacks on a CIFAR-10 ResNet-50 succeed almost always at eps 0.5, but a small model trained on a
     few hundred images has larger margins, and an image the attack fails to move keeps its original features
     under a wrong label. nr/r: representation inversion from another random training image.
@@ -520,18 +520,27 @@ def robust_eval_spec(model: dict, cfg: dict, *, apgd: bool = False, sweep: bool 
     return spec
 
 
-def _head(x, y, n):
-    return (x, y) if n is None or n >= len(y) else (x[:n], y[:n])
+def _head(x, y, n, seed: int = 0):
+    """The first ``n`` images of a seeded random order of ``(x, y)`` (all of them, reordered, when ``n`` is None
+    or too large). Test subsets are sorted by position, which for MedNIST means by class: a plain ``x[:n]``
+    would attack one class only. The same seed gives nested subsets, so a smaller ``n`` is a prefix."""
+    import torch
+
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(y)))
+    if n is not None:
+        order = order[:n]
+    return x[order], y[order]
 
 
 def robust_eval_run(spec: dict, work: Path) -> dict:
     """Compute function of kind ``p2_robust_eval``: clean and adversarial accuracy of a trained model.
 
     - ``pgd``: untargeted L2 PGD (:func:`domaingap.attacks.pgd`) at ``eps`` with ``pgd_steps`` steps of
-      ``2.5 * eps / steps`` from ``pgd_restarts`` random starts, on the first ``n_attack`` test images;
-    - ``apgd`` (optional): an independent, step-size-free attack, APGD-CE of Croce & Hein (2020) as implemented
-      by ``torchattacks``, with more steps and restarts on the first ``apgd[n]`` images; if it finds many more
-      adversarial examples than PGD, the PGD number reflects gradient masking, not robustness;
+      ``2.5 * eps / steps`` from ``pgd_restarts`` random starts, on ``n_attack`` test images (a seeded random
+      subset, :func:`_head`);
+    - ``apgd`` (optional): an independent, step-size-free attack, APGD-CE of Croce & Hein (2020) as
+      implemented by ``torchattacks``, with more steps and restarts on the first ``apgd[n]`` of those images;
+      if it finds many more adversarial examples than PGD, the PGD number reflects gradient masking;
     - ``sweep`` (optional): PGD accuracy at ``eps * m`` for each multiplier ``m``: it must fall to ~0 for a
       large enough budget, another check against masked gradients (Carlini et al. 2019).
     """
@@ -716,23 +725,29 @@ def mmc_data_spec(task: str, corruption: str, cfg: dict) -> dict:
 
 def mmc_data_run(spec: dict, work: Path) -> dict:
     """Compute function of kind ``p2_mmc_data``: writes ``x.npy``, uint8 ``(5, N, C, H, W)`` (one stack per
-    severity; ``(1, N, ...)`` for ``"none"``), and returns the RMS pixel change (0..1 scale) from the clean
-    round trip at the model's resolution and at ``work_size`` per severity."""
+    severity; ``(1, N, ...)`` for ``"none"``), and returns per severity the RMS pixel change (0..1 scale) from
+    the clean round trip at the model's resolution (``rms_change``) and at ``work_size`` (``rms_change_work``),
+    and from the original images (``rms_vs_original``; for ``"none"``: the round trip's own error)."""
     s = load_task(spec["task"], "test", n=spec["n_test"], seed=0)
     imgs = to_uint8(s.x)
     sevs = [0] if spec["corruption"] == "none" else [0, 1, 2, 3, 4]
     # one seed per (corruption, severity) so that every stack is reproducible on its own
     base = int(spec["seed"]) * 1_000_003 + zlib.crc32(f"{spec['task']}/{spec['corruption']}".encode())
     ref = corrupt(imgs, spec["registry"], "none", 0, work_size=spec["work_size"]).astype(np.float64)
-    stacks, rms_small, rms_work = [], [], []
+    def rms(a, b):  # mean over images of the per-image RMS difference, 0..1 scale
+        return float(np.sqrt(((a.astype(np.float64) - b) ** 2).mean(axis=(1, 2, 3))).mean() / 255.0)
+
+    stacks, rms_small, rms_orig, rms_work = [], [], [], []
     for sev in sevs:
-        out, rms = corrupt(imgs, spec["registry"], spec["corruption"], sev, seed=(base + sev) % 2**32,
-                           work_size=spec["work_size"], return_rms_work=True)
+        out, rms_w = corrupt(imgs, spec["registry"], spec["corruption"], sev, seed=(base + sev) % 2**32,
+                             work_size=spec["work_size"], return_rms_work=True)
         stacks.append(out)
-        rms_small.append(float(np.sqrt(((out.astype(np.float64) - ref) ** 2).mean(axis=(1, 2, 3))).mean() / 255.0))
-        rms_work.append(float(rms.mean()))
+        rms_small.append(rms(out, ref))
+        rms_orig.append(rms(out, imgs.astype(np.float64)))
+        rms_work.append(float(rms_w.mean()))
     np.save(work / "x.npy", np.stack(stacks))
-    return {"n": int(len(imgs)), "severities": sevs, "rms_change": rms_small, "rms_change_work": rms_work}
+    return {"n": int(len(imgs)), "severities": sevs, "rms_change": rms_small, "rms_vs_original": rms_orig,
+            "rms_change_work": rms_work}
 
 
 def mmc_data(spec: dict) -> np.ndarray:
@@ -834,7 +849,7 @@ def saliency_spec(std: dict, rob: dict, cfg: dict) -> dict:
 
 
 def saliency_run(spec: dict, work: Path) -> dict:
-    """Compute function of kind ``p2_saliency``: for each model, attack the first ``n_images`` test images
+    """Compute function of kind ``p2_saliency``: for each model, attack ``n_images`` test images (seeded random subset)
     (untargeted L2 PGD against that model), take input-gradient saliency of the true class on the clean and the
     adversarial image, and their Spearman correlation per image. Writes ``maps.npz`` (images, adversarial
     images, maps, predictions) for the figure."""
@@ -1045,7 +1060,7 @@ def run_tab3(profile: str, progress: bool = True) -> dict:
                            desc="MedMNIST-C corrupted test sets")
     strength = [{"task": d["task"], "registry": d["registry"], "corruption": d["corruption"],
                  "severity": sev + 1 if d["corruption"] != "none" else 0, "rms_change": r["rms_change"][i],
-                 "rms_change_work": r["rms_change_work"][i]}
+                 "rms_vs_original": r["rms_vs_original"][i], "rms_change_work": r["rms_change_work"][i]}
                 for d, r in zip(data_specs, made) for i, sev in enumerate(r["severities"])]
     ev = artefacts.sweep("p2_mmc_eval", [mmc_eval_spec(s, tcfg) for s in specs], mmc_eval_run,
                          depends=TRAIN_DEPENDS, progress=progress, desc="MedMNIST-C evaluations")
