@@ -34,3 +34,15 @@ def pytest_collection_modifyitems(session, config, items):
         return (1, chapter == "summary", chapter, stem.endswith("claims"), stem)
 
     items.sort(key=order)  # stable: cells of one notebook keep their order
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tests on one torch thread: for tiny models intra-op threads only add synchronisation,
+    badly so on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

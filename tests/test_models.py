@@ -12,16 +12,11 @@ from torch import nn
 
 from domaingap import models
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # single small batches: intra-op threads only add synchronisation on a shared 2-core box
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _first_conv(model: nn.Module) -> nn.Conv2d:

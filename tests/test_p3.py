@@ -19,19 +19,13 @@ from sklearn.metrics import cohen_kappa_score
 
 from domaingap import models, p3, paths
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 # A tiny ResNet keeps the CPU cost of a test to seconds; width/stem are used when build_model offers them.
 _HAS_WIDTH = "width" in inspect.signature(models.build_model).parameters
 TINY = {"arch": "resnet18", "image_size": 12, "channels": 1, **({"width": 4, "stem": "cifar"} if _HAS_WIDTH else {})}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP's thread barriers can
-    slow them down a hundredfold: run this file's tensors on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

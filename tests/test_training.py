@@ -13,16 +13,11 @@ from torch import nn
 
 from domaingap import models, training
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: intra-op threads only add synchronisation, badly so on a shared 2-core box
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _blobs(n: int = 256, seed: int = 0, size: int = 4):
