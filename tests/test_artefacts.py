@@ -53,3 +53,18 @@ def test_sweep_runs_only_missing_specs():
     assert seen == [0, 1, 2] and [r["i"] for r in out] == [0, 1, 2]
     spec = json.loads((artefacts.folder("s", {"i": 2}) / "spec.json").read_text())
     assert spec["spec"] == {"i": 2}
+
+
+def test_claim_verdicts_follow_the_statistic_and_records_roundtrip():
+    from domaingap import claims
+
+    assert claims.verdict(0.4, 0.01) == "reproduced"
+    assert claims.verdict(-0.4, 0.01) == "not reproduced"
+    assert claims.verdict(-0.4, 0.01, expected_sign=-1) == "reproduced"
+    assert claims.verdict(0.4, 0.2) == "inconclusive" and claims.verdict(float("nan"), 0.01) == "inconclusive"
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        claims.record("P1", "x", claim="c", paper_value="", ours="", statistic="", verdict="yes",
+                      notebook="p1/x", profile="ci")
+    claims.record("P2", "b", claim="c", paper_value="", ours="o", statistic="s", verdict="inconclusive",
+                  notebook="p2/x", profile="ci")
+    assert [c.claim_id for c in claims.load("ci")] == ["b"] and claims.load("default") == []

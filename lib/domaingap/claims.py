@@ -10,6 +10,7 @@ Profiles never mix: a ``ci`` smoke run cannot leak verdicts into a ``default`` b
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +35,20 @@ class Claim:
     profile: str
     differences: str = ""  # protocol differences that matter for this claim
     recorded: str = ""
+
+
+def verdict(estimate: float, p: float, *, expected_sign: int = 1, alpha: float = 0.05) -> str:
+    """Verdict on a directional claim from a test: "reproduced" when the estimate has the claimed sign and
+    p < alpha; "not reproduced" when it has the opposite sign and p < alpha; "inconclusive" otherwise
+    (including NaN)."""
+    if expected_sign not in (1, -1):
+        raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
+    if not (math.isfinite(estimate) and math.isfinite(p)):
+        return "inconclusive"
+    if p < alpha:
+        sign = (estimate > 0) - (estimate < 0)
+        return "reproduced" if sign == expected_sign else "not reproduced"
+    return "inconclusive"
 
 
 def _dir(profile: str) -> Path:

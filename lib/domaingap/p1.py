@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from . import artefacts, data, profiles
+from .claims import verdict  # noqa: F401  (re-exported for the notebooks)
 from ._validation import DuplicatePointsWarning
 
 PAPER = "P1"
@@ -666,17 +667,6 @@ def correlation(x: Sequence[float], y: Sequence[float], *, level: float = 0.95, 
             "rho_low": float(np.nanquantile(sb, a)), "rho_high": float(np.nanquantile(sb, 1 - a))}
 
 
-def verdict(estimate: float, p: float, *, expected_sign: int = 1, alpha: float = 0.05) -> str:
-    """Verdict on a directional claim from a test: "reproduced" when the estimate has the claimed sign and
-    p < alpha; "not reproduced" when it has the opposite sign and p < alpha; "inconclusive" otherwise
-    (including NaN)."""
-    if expected_sign not in (1, -1):
-        raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
-    if not (np.isfinite(estimate) and np.isfinite(p)):
-        return "inconclusive"
-    if p < alpha:
-        return "reproduced" if np.sign(estimate) == expected_sign else "not reproduced"
-    return "inconclusive"
 
 
 def domain_test(values: Sequence[float], domains: Sequence[str], *, n_boot: int = 4000, seed: int = 0) -> dict:

@@ -53,6 +53,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import artefacts, data, profiles
+from .claims import verdict  # noqa: F401  (re-exported for the notebooks)
 
 PAPER = "P2"
 # lib modules each kind of run depends on: a change in any of them invalidates the cached runs
@@ -946,17 +947,6 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def verdict(estimate: float, p: float, *, expected_sign: int = 1, alpha: float = 0.05) -> str:
-    """Verdict on a directional claim from a test: "reproduced" when the estimate has the claimed sign and
-    p < alpha; "not reproduced" when it has the opposite sign and p < alpha; "inconclusive" otherwise
-    (including NaN)."""
-    if expected_sign not in (1, -1):
-        raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
-    if not (np.isfinite(estimate) and np.isfinite(p)):
-        return "inconclusive"
-    if p < alpha:
-        return "reproduced" if np.sign(estimate) == expected_sign else "not reproduced"
-    return "inconclusive"
 
 
 def paired_test(diff) -> dict:
