@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from domaingap import artefacts, paths
@@ -59,6 +60,7 @@ def test_claim_verdicts_follow_the_statistic_and_records_roundtrip():
     from domaingap import claims
 
     assert claims.verdict(0.4, 0.01) == "reproduced"
+    assert claims.verdict(np.float64(-0.4), np.float64(0.01)) == "not reproduced"  # numpy scalars from statsmodels
     assert claims.verdict(-0.4, 0.01) == "not reproduced"
     assert claims.verdict(-0.4, 0.01, expected_sign=-1) == "reproduced"
     assert claims.verdict(0.4, 0.2) == "inconclusive" and claims.verdict(float("nan"), 0.01) == "inconclusive"

@@ -46,7 +46,7 @@ def verdict(estimate: float, p: float, *, expected_sign: int = 1, alpha: float =
     if not (math.isfinite(estimate) and math.isfinite(p)):
         return "inconclusive"
     if p < alpha:
-        sign = (estimate > 0) - (estimate < 0)
+        sign = int(estimate > 0) - int(estimate < 0)  # numpy scalars too
         return "reproduced" if sign == expected_sign else "not reproduced"
     return "inconclusive"
 
