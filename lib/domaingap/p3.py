@@ -47,7 +47,6 @@ Tensor conventions: images float32 ``(N, 1, S, S)`` in [0, 1]; labels int64 ``(N
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import math
 import sys
@@ -206,14 +205,6 @@ def _head(model):
     return model.fc
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_init(source: str | Path) -> dict:
     """Init spec for a weight file a user has, e.g. torchvision ImageNet weights or a RadImageNet ResNet50.
 
@@ -226,7 +217,7 @@ def weights_init(source: str | Path) -> dict:
     path = Path(source).expanduser().resolve()
     if not path.is_file():
         raise ValueError(f"weights file {str(path)!r} does not exist (expected 'imagenet' or a state-dict file)")
-    return {"kind": "weights", "source": str(path), "sha256": _sha256(path)}
+    return {"kind": "weights", "source": str(path), "sha256": data.sha256(Path(path))}
 
 
 def init_model(init: dict, *, model_cfg: dict, num_classes: int, seed: int):
@@ -264,7 +255,7 @@ def init_model(init: dict, *, model_cfg: dict, num_classes: int, seed: int):
         if source != "imagenet":
             if not Path(source).is_file():
                 raise ValueError(f"weights file {source!r} of init {init} does not exist")
-            if "sha256" in init and _sha256(Path(source)) != init["sha256"]:
+            if "sha256" in init and data.sha256(Path(source)) != init["sha256"]:
                 raise ValueError(f"weights file {source!r} changed since its spec was made (sha256 differs)")
     report = models.load_pretrained(model, source)
     with torch.no_grad():
