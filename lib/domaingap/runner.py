@@ -102,10 +102,6 @@ def run(profile: str, out_dir: Path, selection: list[str] | None = None, flat: b
     if profile not in PROFILES:
         raise SystemExit(f"unknown profile {profile!r}; expected one of {PROFILES}")
     runtimes_file = out_dir / RUNTIMES
-    record = json.loads(runtimes_file.read_text()) if runtimes_file.is_file() else {}
-    record.setdefault("notebooks", {})
-    record["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
-                         "cpu_count": os.cpu_count(), "python": platform.python_version()}
     # The provenance page (run last) reads the times of the notebooks run before it from this file.
     os.environ[RUNTIMES_ENV] = str(runtimes_file)
     todo = sources(selection)
@@ -114,13 +110,28 @@ def run(profile: str, out_dir: Path, selection: list[str] | None = None, flat: b
         print(f"[{i}/{len(todo)}] {rel} (profile={profile}) ...", flush=True)
         seconds = execute(source, target(source, out_dir, flat), profile)
         print(f"      done in {seconds:.1f} s", flush=True)
-        record["notebooks"][rel] = {"seconds": round(seconds, 1), "profile": profile,
-                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        out_dir.mkdir(parents=True, exist_ok=True)
+        record_runtime(runtimes_file, rel, {"seconds": round(seconds, 1), "profile": profile,
+                                            "threads": os.environ.get("OMP_NUM_THREADS"),
+                                            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    record = json.loads(runtimes_file.read_text()) if runtimes_file.is_file() else {"notebooks": {}}
+    return {k: v["seconds"] for k, v in record["notebooks"].items()}
+
+
+def record_runtime(runtimes_file: Path, notebook: str, entry: dict) -> None:
+    """Add one notebook's time to ``runtimes_file`` (read-modify-write under an exclusive lock, so runners of
+    different chapters may execute concurrently into one output folder)."""
+    import fcntl
+
+    runtimes_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(runtimes_file.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = json.loads(runtimes_file.read_text()) if runtimes_file.is_file() else {}
+        record.setdefault("notebooks", {})[notebook] = entry
+        record["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
+                             "cpu_count": os.cpu_count(), "python": platform.python_version()}
         tmp = runtimes_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
         os.replace(tmp, runtimes_file)
-    return {k: v["seconds"] for k, v in record["notebooks"].items()}
 
 
 def stale_refs() -> list[str]:
