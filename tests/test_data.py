@@ -126,6 +126,23 @@ def test_medmnist_plus_release_missing_offline_names_file_md5_and_url(tmp_path, 
         data.load_arrays("mnist", "train", release=224)
 
 
+def test_release_for_reads_the_smallest_release_at_least_the_wanted_size():
+    assert data.release_for("breastmnist", None) == 28 and data.release_for("breastmnist", 28) == 28
+    assert data.release_for("breastmnist", 112) == 128 and data.release_for("breastmnist", 224) == 224
+    assert data.release_for("breastmnist", 300) == 224  # nothing larger: the largest, up-sampled
+    assert data.release_for("mnist", 224) == 28 and data.release_for("mednist", 224) == 64
+
+
+def test_load_at_224_px_reads_the_224_px_release_not_an_upsampled_28(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "d"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(data.DOWNLOAD_ENV, raising=False)
+    with pytest.raises(data.DataFileError, match="breastmnist_224.npz"):
+        data.load("breastmnist", "test", size=224)
+    with pytest.raises(data.DataFileError, match="breastmnist_128.npz"):
+        data.load("breastmnist", "test", size=112)
+
+
 def test_medmnist_plus_release_checksum_is_verified(tmp_path, monkeypatch):
     (tmp_path / "d" / "breastmnist").mkdir(parents=True)
     (tmp_path / "d" / "breastmnist" / "breastmnist_64.npz").write_bytes(b"corrupt")

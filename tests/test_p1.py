@@ -86,6 +86,23 @@ def test_task_pool_common_format(require_data):
 
 # ----------------------------------------------------------------------------------------------- splits
 
+def test_paper_profile_reads_p1s_224_px_format_from_the_224_px_release(monkeypatch):
+    from domaingap import data, profiles
+
+    assert profiles.get("p1_data", "paper")["size"] == 224 and profiles.get("p1_data", "default")["size"] == 28
+    asked = []
+
+    def fake_load(name, split, **kw):
+        asked.append((name, kw.get("release")))
+        raise data.DataFileError("stop here")
+
+    monkeypatch.setattr(data, "load", fake_load)
+    p1._pool.cache_clear()
+    with pytest.raises(data.DataFileError):
+        p1.task_pool(p1.Task("pneumoniamnist", (0, 1)), 224)
+    assert asked == [("pneumoniamnist", 224)]
+
+
 def test_split_is_balanced_disjoint_capped_and_training_sets_nest():
     y = np.array([0] * 30 + [1] * 200)
     split = p1.task_split(y, test_per_class=50, test_fraction_max=0.34, seed=3)

@@ -417,6 +417,16 @@ def releases(name: str) -> tuple[int, ...]:
     return MEDMNIST_SIZES if _READERS[ds.name] is _read_medmnist else (ds.native_size,)
 
 
+def release_for(name: str, size: int | None) -> int:
+    """The published size :func:`load` reads to produce ``size`` px images of ``name``: the smallest release of at
+    least ``size`` (shrinking a larger release loses nothing; enlarging a 28 px image invents no detail), else the
+    largest; the native size when ``size`` is None. MedMNIST+ at 112 px -> 128, at 224 px -> 224; MNIST -> 28."""
+    published = releases(name)
+    if size is None:
+        return info(name).native_size
+    return min((r for r in published if r >= int(size)), default=max(published))
+
+
 def load_arrays(name: str, split: str = "train", *, release: int | None = None,
                 allow_download: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The whole official split as stored: images uint8 ``(N, C, H, W)`` and labels int64 ``(N,)``.
@@ -513,8 +523,9 @@ def load(name: str, split: str = "train", *, classes: Sequence[int] | None = Non
         channels: 1 (ITU-R 601 luma, as PIL's "L") or 3 (gray repeated); None keeps the native channels.
         n, seed, balanced: a seeded subset of ``n`` images (class-balanced if ``balanced``); None keeps all.
         pixel_range: (0, 1) or (0, 255) -- P1 feeds its models [0, 255].
-        release: the published size to read before resizing (MedMNIST+ 28/64/128/224; see :func:`releases`).
-            The ``paper`` profiles read the 224 px MedMNIST+ files rather than upsampling 28 px images.
+        release: the published size to read before resizing (MedMNIST+ 28/64/128/224; see :func:`releases`);
+            None = :func:`release_for` ``(name, size)``, so the ``paper`` profiles (224 px) read the 224 px
+            MedMNIST+ files rather than upsampling 28 px images, and say which file is missing when offline.
     """
     import torch
     import torch.nn.functional as F
@@ -526,6 +537,7 @@ def load(name: str, split: str = "train", *, classes: Sequence[int] | None = Non
         raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
     if size is not None and (not isinstance(size, int) or size < 2):
         raise ValueError(f"size must be an int >= 2 pixels, got {size!r}")
+    release = release_for(ds.name, size) if release is None else release
     imgs, labels = load_arrays(ds.name, split, release=release, allow_download=allow_download)
     class_names = ds.classes
     positions = np.arange(len(labels))

@@ -209,7 +209,9 @@ class TaskPool:
 def _pool(dataset: str, classes: tuple[int, int], size: int) -> TaskPool:
     xs, ys, splits, idx = [], [], [], []
     for split in data.info(dataset).split_sizes:
-        s = data.load(dataset, split, classes=classes, channels=1, pixel_range=(0, 255))
+        # the release nearest above `size` (MedMNIST+ 224 px at the paper profile), then P1's scaling and resize
+        s = data.load(dataset, split, classes=classes, channels=1, pixel_range=(0, 255),
+                      release=data.release_for(dataset, size))
         xs.append(preprocess(s.x, size).numpy())
         ys.append(s.y.numpy())
         splits.append(np.full(len(s), split))

@@ -352,7 +352,7 @@ def probe_images(name: str, *, model_cfg: dict, n: int, seed: int = 0):
         local = pick[(pick >= offset) & (pick < offset + size)] - offset
         offset += size
         if len(local):
-            imgs, _ = data.load_arrays(name, s)
+            imgs, _ = data.load_arrays(name, s, release=data.release_for(name, model_cfg["image_size"]))
             out.append(torch.from_numpy(imgs[local]).float())
     x = torch.cat(out)
     # same conversion as data.load (luma, antialiased resize, [0, 1]) without decoding a whole split twice
