@@ -31,3 +31,18 @@ def test_every_notebook_has_a_parameters_cell_and_profile_section():
 
 def test_nbval_references_match_their_sources():
     assert runner.stale_refs() == []
+
+
+def test_runtimes_of_concurrent_runners_are_all_kept(tmp_path):
+    # two runners (two chapters) write into one _runtimes.json: neither may drop the other's entries
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+
+    target = tmp_path / runner.RUNTIMES
+    names = [f"notebooks/p{i % 3 + 1}/nb{i}.md" for i in range(24)]
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(runner.record_runtime, [target] * len(names), names,
+                      [{"seconds": float(i)} for i in range(len(names))]))
+    record = json.loads(target.read_text())
+    assert sorted(record["notebooks"]) == sorted(names)
+    assert record["notebooks"][names[5]] == {"seconds": 5.0} and record["machine"]["cpu_count"] >= 1
