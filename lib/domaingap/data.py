@@ -269,7 +269,8 @@ def _read_medmnist(ds: DatasetInfo, allow_download: bool, release: int = 28):
                 raise DataFileError(
                     f"dataset {ds.name!r} at {release} px needs the file {path} (official MD5 {md5}), which is "
                     f"missing; the offline mirror holds only the 28 px release.\n  With internet: set "
-                    f"{DOWNLOAD_ENV}=1 (medmnist downloads {url}), or download it yourself into {path.parent}.")
+                    f"{DOWNLOAD_ENV}=1 (medmnist downloads {url}), or download it yourself into {path.parent}; "
+                    f"or pass release=28 to load() to up-sample the 28 px images instead.")
             root.mkdir(parents=True, exist_ok=True)
             download = True
         elif _md5(path) != md5:
