@@ -4,7 +4,7 @@
 
 Asserts, for every page: it loads without console errors (failures to reach external hosts are listed
 separately: this machine is offline), every image resolves with non-zero size, every internal link points at an
-existing file, and MathJax (served from the book, book/_ext/offline_mathjax.py) typesets every equation. Asserts the summary-of-claims table is present. Saves screenshots of the landing
+existing file, and MathJax (served from the book, book/_ext/offline_mathjax.py) typesets every equation. Asserts that the summary of claims and every chapter's claims page show a rendered claims table. Saves screenshots of the landing
 page and one chapter page to book/_build/screenshots/. Exits non-zero on any failure.
 """
 
@@ -24,6 +24,16 @@ from selenium.webdriver.chrome.service import Service
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = {"genindex.html", "search.html"}
+# Rows of the first table whose header has the columns claim, verdict and notebook (0 if there is none).
+CLAIMS_TABLE_JS = """
+for (const table of document.querySelectorAll('table')) {
+  const heads = Array.from(table.querySelectorAll('th')).map(t => t.innerText.trim().toLowerCase());
+  if (['claim', 'verdict', 'notebook'].every(h => heads.includes(h))) {
+    return table.querySelectorAll('tbody tr').length;
+  }
+}
+return 0;
+"""
 # Resolves with [equations on the page, equations MathJax rendered] once MathJax has finished (or after 15 s).
 MATH_JS = """
 const done = arguments[arguments.length - 1];
@@ -121,11 +131,15 @@ def main(html_dir: Path) -> int:
             summary = next((p for p in pages if p.name == "claims_summary.html"), None)
             if summary is None:
                 failures.append("the summary-of-claims page (claims_summary.html) is missing")
-            else:
-                driver.get(base + summary.relative_to(html_dir).as_posix())
-                headers = driver.execute_script("return Array.from(document.querySelectorAll('th')).map(t => t.innerText.trim())")
-                if "verdict" not in headers:
-                    failures.append("claims_summary.html has no claims table (no 'verdict' column)")
+            claims_pages = [p for p in pages if p.name.endswith("claims.html") or p.name == "claims_summary.html"]
+            for page in claims_pages:
+                rel = page.relative_to(html_dir).as_posix()
+                driver.get(base + rel)
+                # a rendered table with one row per claim, not Markdown pipes left as text
+                rows = driver.execute_script(CLAIMS_TABLE_JS)
+                if not rows:
+                    failures.append(f"{rel}: no rendered claims table (a table with claim, verdict and notebook "
+                                    f"columns and at least one row)")
             if not (shots / "chapter.png").exists() and len(pages) > 1:
                 driver.get(base + pages[-1].relative_to(html_dir).as_posix())
                 driver.save_screenshot(str(shots / "chapter.png"))
