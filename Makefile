@@ -2,6 +2,8 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= default
+# chapters executed at a time by `make book`, each in its own process (2 on a 2-core machine)
+JOBS    ?= 1
 # The data directory: set DOMAINGAP_DATA (e.g. ../shared/data, the offline mirror); default data/cache.
 export DOMAINGAP_DATA
 
@@ -13,7 +15,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml scripts/setup_venv.sh
 
 ## book: run every notebook with papermill at $(PROFILE), then build the HTML book (strict).
 book: venv
-	$(PY) -m domaingap.runner run --profile $(PROFILE) --out book/executed
+	$(PY) -m domaingap.runner run --profile $(PROFILE) --out book/executed --jobs $(JOBS)
 	$(call BUILD_BOOK,book)
 	@echo "HTML book: $(CURDIR)/book/_build/html/index.html"
 

@@ -46,3 +46,18 @@ def test_runtimes_of_concurrent_runners_are_all_kept(tmp_path):
     record = json.loads(target.read_text())
     assert sorted(record["notebooks"]) == sorted(names)
     assert record["notebooks"][names[5]] == {"seconds": 5.0} and record["machine"]["cpu_count"] >= 1
+
+
+def test_parallel_runner_runs_chapters_in_processes_and_summary_last(tmp_path):
+    import json
+
+    runner.run_parallel("ci", tmp_path, ["appendix/performance", "data/data_overview", "summary/claims_summary"],
+                        jobs=2)
+    for nb in ("appendix/performance.ipynb", "data/data_overview.ipynb", "summary/claims_summary.ipynb"):
+        assert (tmp_path / nb).is_file()
+    times = json.loads((tmp_path / runner.RUNTIMES).read_text())["notebooks"]
+    finished = {k.split("/")[1]: v["finished"] for k, v in times.items()}
+    assert set(finished) == {"appendix", "data", "summary"}
+    assert finished["summary"] >= max(finished["appendix"], finished["data"])
+    with pytest.raises(SystemExit):
+        runner.main(["run", "--profile", "ci", "--jobs", "0", "appendix/performance"])

@@ -3,6 +3,7 @@
 The notebooks are jupytext MyST markdown sources under ``notebooks/``; ``.ipynb`` files are build products.
 
     python -m domaingap.runner run --profile default            # -> book/executed/<chapter>/<name>.ipynb
+    python -m domaingap.runner run --profile default --jobs 2   # two chapters at a time, one core each
     python -m domaingap.runner refs                             # -> tests/notebooks/<chapter>__<name>.ipynb (ci)
     python -m domaingap.runner check-refs                       # are the nbval references current?
 
@@ -117,6 +118,60 @@ def run(profile: str, out_dir: Path, selection: list[str] | None = None, flat: b
     return {k: v["seconds"] for k, v in record["notebooks"].items()}
 
 
+def chapter(source: Path) -> str:
+    """The chapter folder of a notebook source (``p1``, ``summary``, ...)."""
+    return source.relative_to(paths.NOTEBOOKS_DIR).parts[0]
+
+
+def run_parallel(profile: str, out_dir: Path, selection: list[str] | None, jobs: int) -> None:
+    """Run the selected notebooks with up to ``jobs`` chapters at a time, each chapter in its own runner process
+    (its notebooks in order, as :func:`run` does); ``summary/`` runs last, after every chapter has recorded its
+    claims. Each process gets ``cpu_count // jobs`` OpenMP threads unless ``OMP_NUM_THREADS`` is set. Chapters
+    with the longest recorded run time start first. Exits non-zero naming the chapters that failed."""
+    import subprocess
+
+    todo = sources(selection)
+    groups: dict[str, list[Path]] = {}
+    for source in todo:
+        groups.setdefault(chapter(source), []).append(source)
+    last = groups.pop("summary", None)
+    runtimes_file = out_dir / RUNTIMES
+    known = json.loads(runtimes_file.read_text()).get("notebooks", {}) if runtimes_file.is_file() else {}
+
+    def recorded(name: str) -> float:
+        return sum(known.get(str(s.relative_to(paths.REPO_ROOT)), {}).get("seconds", 0.0) for s in groups[name])
+
+    order = sorted(groups, key=lambda name: (-recorded(name), name))
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    print(f"{len(todo)} notebooks in {len(order)} chapters, {jobs} at a time "
+          f"(OMP_NUM_THREADS={env['OMP_NUM_THREADS']}); summary last", flush=True)
+
+    def command(group: list[Path]) -> list[str]:
+        return [sys.executable, "-m", "domaingap.runner", "run", "--profile", profile, "--out", str(out_dir),
+                *[str(s.relative_to(paths.NOTEBOOKS_DIR)) for s in group]]
+
+    running: dict[str, subprocess.Popen] = {}
+    failed: list[str] = []
+    pending = list(order)
+    while pending or running:
+        while pending and len(running) < jobs:
+            name = pending.pop(0)
+            print(f"start {name}/", flush=True)
+            running[name] = subprocess.Popen(command(groups[name]), env=env)
+        time.sleep(1.0)
+        for name, proc in list(running.items()):
+            if proc.poll() is not None:
+                del running[name]
+                print(f"{'done' if proc.returncode == 0 else 'FAILED'} {name}/", flush=True)
+                if proc.returncode:
+                    failed.append(name)
+    if failed:
+        raise SystemExit(f"notebooks failed in chapter(s) {', '.join(failed)} (see the messages above)")
+    if last:
+        subprocess.run(command(last), env=env, check=True)
+
+
 def record_runtime(runtimes_file: Path, notebook: str, entry: dict) -> None:
     """Add one notebook's time to ``runtimes_file`` (read-modify-write under an exclusive lock, so runners of
     different chapters may execute concurrently into one output folder)."""
@@ -180,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--profile", default="default", choices=PROFILES)
     p_run.add_argument("--out", type=Path, default=paths.executed_dir())
     p_run.add_argument("notebooks", nargs="*", help="substrings selecting notebooks (default: all)")
+    p_run.add_argument("--jobs", type=int, default=1,
+                       help="chapters run at a time, each in its own process (default 1: one notebook at a time)")
     p_refs = sub.add_parser("refs", help="regenerate the nbval reference notebooks (ci profile)")
     p_refs.add_argument("notebooks", nargs="*")
     sub.add_parser("check-refs", help="fail if an nbval reference is missing or out of date")
@@ -187,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     p_asm.add_argument("--book-dir", type=Path, default=paths.REPO_ROOT / "build" / "ci-book")
     args = parser.parse_args(argv)
     if args.cmd == "run":
-        run(args.profile, args.out.resolve(), args.notebooks)
+        if args.jobs < 1:
+            parser.error(f"--jobs must be >= 1, got {args.jobs}")
+        if args.jobs == 1:
+            run(args.profile, args.out.resolve(), args.notebooks)
+        else:
+            run_parallel(args.profile, args.out.resolve(), args.notebooks, args.jobs)
     elif args.cmd == "refs":
         run("ci", REFS_DIR, args.notebooks, flat=True)
         # machine-specific, so not part of the references; kept for the README's runtime table
