@@ -70,3 +70,21 @@ def test_claim_verdicts_follow_the_statistic_and_records_roundtrip():
     claims.record("P2", "b", claim="c", paper_value="", ours="o", statistic="s", verdict="inconclusive",
                   notebook="p2/x", profile="ci")
     assert [c.claim_id for c in claims.load("ci")] == ["b"] and claims.load("default") == []
+
+
+def test_claims_markdown_table_escapes_pipes_and_links_the_rendered_page():
+    import markdown_it
+
+    from domaingap import claims
+
+    assert "No claims" in claims.markdown_table(claims.table("nothing-recorded"))
+    claims.record("P1", "a", claim="K_F | medical > natural", paper_value="2.5x", ours="2.06 [1.2, 3.0]",
+                  statistic="MWU p = 0.15\nWelch p = 0.07", verdict="inconclusive",
+                  notebook="p1/fig1_intrinsic_properties", profile="ci")
+    text = claims.markdown_table(claims.table("ci"))
+    # a GFM table: header + one row of 7 cells, the pipe in the claim escaped, the verdict right after the claim
+    html = markdown_it.MarkdownIt("gfm-like").render(text)
+    assert html.count("<th>") == 7 and html.count("<td>") == 7 and "K_F | medical &gt; natural" in html
+    assert text.splitlines()[0].split("|")[2:4] == [" claim ", " verdict "]
+    assert '<a href="../p1/fig1_intrinsic_properties.html">fig1_intrinsic_properties</a>' in html
+    assert claims.markdown_table(claims.table("ci"), with_paper=False).splitlines()[0].startswith("| claim |")

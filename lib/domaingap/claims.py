@@ -89,3 +89,26 @@ def table(profile: str, paper: str | None = None):
     rows = [asdict(c) for c in load(profile, paper)]
     cols = ["paper", "claim", "paper_value", "ours", "statistic", "verdict", "notebook", "differences"]
     return pd.DataFrame(rows, columns=list(Claim.__dataclass_fields__))[cols] if rows else pd.DataFrame(columns=cols)
+
+
+def markdown_table(table, *, with_paper: bool = True, empty: str = "*No claims have been recorded at this profile "
+                                                                     "yet.*") -> str:
+    """A GitHub-flavoured Markdown table of :func:`table`'s rows for a claims page (``display(Markdown(...))``).
+
+    The verdict comes right after the claim so that it stays in view on narrow screens; the notebook column links
+    to the rendered page as ``../<chapter>/<name>.html``, which resolves from every page under ``executed/`` (the
+    book build does not rewrite links inside cell outputs)."""
+    if not len(table):
+        return empty
+
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    head = (["paper"] if with_paper else []) + ["claim", "verdict", "ours", "statistic", "paper reports", "notebook"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table.itertuples():
+        cells = ([row.paper] if with_paper else []) + [
+            cell(row.claim), f"**{row.verdict}**", cell(row.ours), cell(row.statistic), cell(row.paper_value),
+            f"[{row.notebook.split('/')[-1]}](../{row.notebook}.html)"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
