@@ -12,7 +12,7 @@ from scipy import stats
 from sklearn import metrics
 from torch import nn
 
-from domaingap import artefacts, p2, paths
+from domaingap import artefacts, data, p2, paths
 
 
 @pytest.fixture(autouse=True)
@@ -218,6 +218,29 @@ def test_corrupt_severity_orders_the_effect_and_rgb_stays_rgb():
     assert 0.1 < rms224[0] < 0.25 and rms28 < rms224[0] / 3  # i.i.d. noise averages out over 8 x 8 pixels
 
 
+def test_corrupt_a_224_px_release_directly_and_shrink_it_to_the_model_size():
+    from PIL import Image
+
+    big = _smooth_images(2, 1, size=224)
+    clean = p2.corrupt(big, "breastmnist", "none", 0, out_size=28)
+    # no up-sampling: the clean "round trip" is just the box (area) shrink of the 224 px image
+    boxed = np.stack([np.asarray(Image.fromarray(b[0]).resize((28, 28), Image.BOX))[None] for b in big])
+    assert clean.shape == (2, 1, 28, 28) and np.abs(clean.astype(int) - boxed).max() <= 1
+    noisy = p2.corrupt(big, "breastmnist", "speckle_noise", 4, seed=0, out_size=28)
+    assert noisy.shape == (2, 1, 28, 28) and not (noisy == clean).all()
+    with pytest.raises(ValueError, match="square"):
+        p2.corrupt(big[:, :, :, :100], "breastmnist", "none", 0)
+
+
+def test_paper_profile_corrupts_the_224_px_release(monkeypatch):
+    from domaingap import profiles
+
+    paper, default = profiles.get("p2_tab3", "paper"), profiles.get("p2_tab3", "default")
+    assert p2.mmc_data_spec("pneumoniamnist", "pixelate", paper)["source_release"] == 224
+    assert "source_release" not in p2.mmc_data_spec("pneumoniamnist", "pixelate", default)
+    assert "source_release" not in p2.mmc_data_spec("mednist_ct", "pixelate", paper)  # MedNIST: 64 px only
+
+
 def test_corrupt_motion_blur_at_224_works_for_gray():
     imgs = _smooth_images(1, 1)
     out = p2.corrupt(imgs, "breastmnist", "motion_blur", 2, seed=0)
@@ -300,6 +323,9 @@ def test_medmnistc_data_and_eval_runs(require_data):
     ev = artefacts.cached("p2_mmc_eval", ev_spec, p2.mmc_eval_run, depends=p2.TRAIN_DEPENDS)
     assert [(r["corruption"], r["severity"]) for r in ev["rows"]] == [("none", 0)] + [("pixelate", s) for s in range(1, 6)]
     assert all(0 <= r["balanced_accuracy"] <= 1 for r in ev["rows"])
+    # paper: the same test images from the 224 px release; offline the run names the missing file
+    with pytest.raises(data.DataFileError, match="breastmnist_224.npz"):
+        p2.mmc_data_run(p2.mmc_data_spec("breastmnist", "pixelate", {**cfg, "source_release": True}), None)
 
 
 @pytest.mark.gpu

@@ -642,7 +642,7 @@ def corruption_category(corruption: str) -> str:
 
 
 def corrupt(images: np.ndarray, registry: str, corruption: str, severity: int, *, seed: int = 0,
-            work_size: int = 224, return_rms_work: bool = False):
+            work_size: int = 224, out_size: int | None = None, return_rms_work: bool = False):
     """Apply one MedMNIST-C corruption at one severity the way its parameters were tuned: at 224 px.
 
     Each image is upsampled (PIL bicubic) to ``work_size`` px, converted to RGB as ``medmnistc``'s dataset
@@ -659,6 +659,9 @@ def corrupt(images: np.ndarray, registry: str, corruption: str, severity: int, *
         severity: 0..4 (the paper's severities 1..5).
         seed: seeds ``np.random`` (the package's noise, motion-blur angle) and the impulse-noise generator;
             the global NumPy state is restored afterwards.
+        out_size: side of the returned images (default: that of ``images``). Images already at ``work_size``
+            (e.g. MedMNIST+'s 224 px release, as MedMNIST-C itself is built) are corrupted as they are, with no
+            upsampling, then shrunk to ``out_size``.
         return_rms_work: also return the per-image RMS change at ``work_size`` px (0..1 scale), to compare with
             the change that survives the downsampling.
 
@@ -679,7 +682,10 @@ def corrupt(images: np.ndarray, registry: str, corruption: str, severity: int, *
         raise ValueError(f"{registry!r} has no corruption {corruption!r}; it has {', '.join(ds[registry])}")
     corr = None if corruption == "none" else ds[registry][corruption]
     n, c, h, w = images.shape
-    out = np.empty_like(images)
+    if h != w:
+        raise ValueError(f"images must be square, got {h} x {w} px")
+    h = w = int(out_size) if out_size is not None else h
+    out = np.empty((n, c, h, w), dtype=np.uint8)
     rms = np.zeros(n)
     import torch
 
@@ -692,7 +698,7 @@ def corrupt(images: np.ndarray, registry: str, corruption: str, severity: int, *
     try:
         for i in range(n):
             pil = Image.fromarray(images[i, 0] if c == 1 else images[i].transpose(1, 2, 0)).convert("RGB")
-            big = pil.resize((work_size, work_size), Image.BICUBIC)
+            big = pil if pil.size == (work_size, work_size) else pil.resize((work_size, work_size), Image.BICUBIC)
             res = np.asarray(big) if corr is None else np.asarray(corr.apply(big, int(severity)), dtype=np.uint8)
             res_img = Image.fromarray(res)
             res_img = res_img.convert("L" if c == 1 else "RGB")
@@ -719,9 +725,14 @@ def mmc_data_spec(task: str, corruption: str, cfg: dict) -> dict:
     t = get_task(task)
     if t.medmnistc is None:
         raise ValueError(f"task {task!r} has no MedMNIST-C registry entry")
-    return {"task": t.name, "registry": t.medmnistc, "corruption": corruption, "n_test": cfg["n_test"],
+    spec = {"task": t.name, "registry": t.medmnistc, "corruption": corruption, "n_test": cfg["n_test"],
             "seed": int(cfg["corruption_seed"]), "work_size": int(cfg["work_size"]),
             "resample": "PIL bicubic up, corrupt, PIL box (area) down"}
+    # paper: corrupt MedMNIST+'s own work_size px test images, as MedMNIST-C is built, instead of up-sampled ones
+    if cfg.get("source_release") and int(cfg["work_size"]) in data.releases(t.dataset):
+        spec["source_release"] = int(cfg["work_size"])
+        spec["resample"] = f"the {spec['source_release']} px release, corrupt, PIL box (area) down"
+    return spec
 
 
 def mmc_data_run(spec: dict, work: Path) -> dict:
@@ -731,17 +742,22 @@ def mmc_data_run(spec: dict, work: Path) -> dict:
     and from the original images (``rms_vs_original``; for ``"none"``: the round trip's own error)."""
     s = load_task(spec["task"], "test", n=spec["n_test"], seed=0)
     imgs = to_uint8(s.x)
+    size = imgs.shape[-1]
+    src = imgs
+    if spec.get("source_release"):  # the same test images, from the larger release (names a missing file)
+        big, _ = data.load_arrays(get_task(spec["task"]).dataset, "test", release=spec["source_release"])
+        src = big[s.indices]
     sevs = [0] if spec["corruption"] == "none" else [0, 1, 2, 3, 4]
     # one seed per (corruption, severity) so that every stack is reproducible on its own
     base = int(spec["seed"]) * 1_000_003 + zlib.crc32(f"{spec['task']}/{spec['corruption']}".encode())
-    ref = corrupt(imgs, spec["registry"], "none", 0, work_size=spec["work_size"]).astype(np.float64)
+    ref = corrupt(src, spec["registry"], "none", 0, work_size=spec["work_size"], out_size=size).astype(np.float64)
     def rms(a, b):  # mean over images of the per-image RMS difference, 0..1 scale
         return float(np.sqrt(((a.astype(np.float64) - b) ** 2).mean(axis=(1, 2, 3))).mean() / 255.0)
 
     stacks, rms_small, rms_orig, rms_work = [], [], [], []
     for sev in sevs:
-        out, rms_w = corrupt(imgs, spec["registry"], spec["corruption"], sev, seed=(base + sev) % 2**32,
-                             work_size=spec["work_size"], return_rms_work=True)
+        out, rms_w = corrupt(src, spec["registry"], spec["corruption"], sev, seed=(base + sev) % 2**32,
+                             work_size=spec["work_size"], out_size=size, return_rms_work=True)
         stacks.append(out)
         rms_small.append(rms(out, ref))
         rms_orig.append(rms(out, imgs.astype(np.float64)))
