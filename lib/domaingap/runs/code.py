@@ -1,0 +1,160 @@
+"""What code a run's result depends on: the source hash that goes into its key.
+
+A run kind declares its run function and what else it uses (:class:`domaingap.runs.graph.Kind`). The code hash
+covers, and only covers:
+
+- the source of the run function;
+- the source of every function or class it *declares* in ``uses``, and every module it declares there (the whole
+  module file, or every file of a package);
+- recursively, the source of the ``domaingap`` functions and classes that any of those functions reference by a
+  global name or as an attribute of a ``domaingap`` module (``training.fit`` inside a run pulls in ``fit``, not
+  the whole of ``training``), and the values of the plain-data module constants they reference (a changed
+  ``PREPROCESS_VERSION = "v2"`` changes the key).
+
+So editing an analysis function, a table or a notebook changes no key, while editing a run function or anything it
+calls changes the key of that run and, through the upstream keys, of every run downstream of it.
+
+The closure is memoised per process: the code that runs is the code that was imported, so a file edited while a
+sweep runs does not change that sweep's keys halfway through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+import types
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import canonical
+
+PACKAGE = "domaingap"
+
+__all__ = ["code_hash", "closure"]
+
+
+def _ours(obj: Any, roots: frozenset[str] = frozenset()) -> bool:
+    """True for objects of the domaingap package or of a module in ``roots`` (the modules of the declared items:
+    a run kind defined outside domaingap still gets its own helpers followed), except the run machinery itself
+    (``domaingap.runs``), which stores results but does not shape them."""
+    if isinstance(obj, types.ModuleType):
+        mod = obj.__name__
+    else:
+        mod = getattr(obj, "__module__", None) or ""
+    if mod.startswith(f"{PACKAGE}.runs"):
+        return False
+    return mod == PACKAGE or mod.startswith(PACKAGE + ".") or mod in roots
+
+
+def _code_objects(code: types.CodeType) -> Iterable[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _functions_of(obj: Any) -> list[types.FunctionType]:
+    """Plain functions whose code belongs to ``obj`` (a function, or the methods and properties of a class)."""
+    obj = inspect.unwrap(obj) if callable(obj) else obj
+    if isinstance(obj, types.FunctionType):
+        return [obj]
+    if isinstance(obj, type):
+        out = []
+        for member in vars(obj).values():
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            if isinstance(member, property):
+                out += [f for f in (member.fget, member.fset) if f is not None]
+            elif isinstance(member, types.FunctionType):
+                out.append(member)
+        return out
+    return []
+
+
+def _modules_named(names: set[str]) -> list[types.ModuleType]:
+    """Loaded ``domaingap`` modules whose last name component is in ``names`` (local ``from . import x``)."""
+    return [m for name, m in list(sys.modules.items())
+            if isinstance(m, types.ModuleType) and _ours(m) and name.rsplit(".", 1)[-1] in names]
+
+
+def _plain_constant(value: Any) -> bool:
+    try:
+        canonical.canonical(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_code(obj: Any) -> Any:
+    """A run Kind stands for its function; decorated functions for what they wrap."""
+    if isinstance(getattr(obj, "fn", None), types.FunctionType) and hasattr(obj, "uses"):
+        obj = obj.fn
+    return inspect.unwrap(obj) if isinstance(obj, types.FunctionType) else obj
+
+
+def closure(items: Iterable[Any]) -> dict[str, str]:
+    """``{qualified name: source text}`` of everything the code hash covers for ``items`` (functions, classes,
+    modules). Raises ``TypeError`` for an item that is none of these."""
+    found: dict[str, str] = {}
+    todo = [_as_code(i) for i in items]
+    roots = frozenset(getattr(i, "__module__", None) or "" for i in todo if not isinstance(i, types.ModuleType))
+    seen: set[int] = set()
+    while todo:
+        obj = _as_code(todo.pop())
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, types.ModuleType):
+            path = Path(obj.__file__)
+            files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+            for f in files:
+                found[f"file:{f.name if len(files) == 1 else f.relative_to(path.parent)}:{obj.__name__}"] = \
+                    f.read_text(encoding="utf-8")
+            continue
+        raw = obj
+        if not isinstance(raw, (types.FunctionType, type)):
+            raise TypeError(f"a run kind may declare functions, classes or modules in `uses`, not {obj!r}")
+        found[f"{raw.__module__}.{raw.__qualname__}"] = inspect.getsource(raw)
+        for fn in _functions_of(raw):
+            names = {n for c in _code_objects(fn.__code__) for n in c.co_names}
+            env = fn.__globals__
+            modules = [env[n] for n in names if isinstance(env.get(n), types.ModuleType) and _ours(env[n], roots)]
+            modules += [m for m in _modules_named(names) if m not in modules]
+            for n in names:
+                if n not in env:
+                    continue
+                value = env[n]
+                if isinstance(value, (types.FunctionType, type)) and _ours(value, roots):
+                    todo.append(value)
+                elif getattr(value, "__wrapped__", None) is not None and _ours(inspect.unwrap(value), roots):
+                    todo.append(inspect.unwrap(value))
+                elif hasattr(value, "fn") and isinstance(getattr(value, "fn"), types.FunctionType) and _ours(value.fn, roots):
+                    todo.append(value.fn)  # a run Kind referenced by name: its function
+                elif not isinstance(value, types.ModuleType) and n.isupper() and _plain_constant(value):
+                    found[f"const:{fn.__module__}.{n}"] = canonical.canonical(value)
+            for mod in modules:  # attribute access on a domaingap module: module.fit -> fit
+                for n in names:
+                    value = getattr(mod, n, None)
+                    if isinstance(value, (types.FunctionType, type)) and _ours(value, roots):
+                        todo.append(value)
+                    elif n.isupper() and value is not None and _plain_constant(value):
+                        found[f"const:{mod.__name__}.{n}"] = canonical.canonical(value)
+    return found
+
+
+@lru_cache(maxsize=None)
+def _hash(items: tuple) -> str:
+    digest = hashlib.sha256()
+    for name, text in sorted(closure(items).items()):
+        digest.update(name.encode())
+        digest.update(b"\0")
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:20]
+
+
+def code_hash(items: Iterable[Any]) -> str:
+    """Hash of :func:`closure` of ``items`` (memoised per process)."""
+    return _hash(tuple(items))
