@@ -2,19 +2,22 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= default
-# chapters executed at a time by `make book`, each in its own process (2 on a 2-core machine)
+# runs computed at a time (one worker process each, one thread per run) and chapters executed at a time
 JOBS    ?= 1
+# where the sweeps run: sequential in this process, or a pool of JOBS worker processes (see domaingap.runs)
+EXECUTOR ?= $(if $(filter 1,$(JOBS)),sequential,process:$(JOBS))
 # The data directory: set DOMAINGAP_DATA (e.g. ../shared/data, the offline mirror); default data/cache.
 export DOMAINGAP_DATA
 
-.PHONY: venv book test book-check unit refs bench clean
+.PHONY: venv book sweeps test book-check unit refs bench clean
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml scripts/setup_venv.sh
 	bash scripts/setup_venv.sh $(VENV)
 	touch $@
 
-## book: run every notebook with papermill at $(PROFILE), then build the HTML book (strict).
-book: venv
+## book: compute every chapter's runs at $(PROFILE) as one graph (JOBS workers), run every notebook with papermill
+## (they only load, plot and record), then build the HTML book (strict).
+book: venv sweeps
 	$(PY) -m domaingap.runner run --profile $(PROFILE) --out book/executed --jobs $(JOBS)
 	$(call BUILD_BOOK,book)
 	@echo "HTML book: $(CURDIR)/book/_build/html/index.html"
@@ -24,8 +27,13 @@ BUILD_BOOK = $(VENV)/bin/jupyter-book build $(1) --config _config.yml --path-out
 ## test: lib unit tests + nbval regression tests of every notebook at the ci profile, then the strict HTML build
 ## of the ci-profile book (from the nbval references) checked page by page in headless Chromium.
 test: venv
+	$(MAKE) sweeps PROFILE=ci JOBS=2
 	$(PY) -m pytest tests --nbval-lax -p no:cacheprovider
 	$(MAKE) book-check
+
+## sweeps: every run of every chapter at $(PROFILE), computed by $(EXECUTOR) into the artefact store.
+sweeps: venv
+	$(PY) -m domaingap.chapters --profile $(PROFILE) --executor $(EXECUTOR)
 
 ## book-check: the ci-profile book (a copy of book/ in build/ci-book/ fed with the nbval references), strict
 ## build, then every page opened in headless Chromium.

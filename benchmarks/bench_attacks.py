@@ -1,4 +1,4 @@
-"""Throughput of FGSM and PGD-10 (L-inf and L2): domaingap.attacks vs torchattacks vs a plain
+"""Throughput of FGSM and PGD-10 (L-inf and L2): domaingap.kernels.attacks vs torchattacks vs a plain
 hand-written torch loop, on the same model and data in one run.
 
 Model: ResNet-18 adapted to 28x28 grayscale (``models.build_model``, 3x3 stem, no maxpool),
@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # runnable without installing
-from domaingap import attacks, models  # noqa: E402
+from domaingap import models  # noqa: E402
+from domaingap.kernels import attacks  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPS_LINF = 8 / 255  # CIFAR-style budgets on the [0, 1] scale

@@ -3,11 +3,11 @@
 Compares, on the first N training images of MNIST (D = 784) and CIFAR-10 (D = 3072),
 raw uint8 pixels as P1 uses them:
 
-* exact kNN (k = 20): ``domaingap.distances.knn`` vs faiss ``IndexFlatL2``, scikit-learn
+* exact kNN (k = 20): ``domaingap.kernels.distances.knn`` vs faiss ``IndexFlatL2``, scikit-learn
   ``NearestNeighbors(algorithm="brute")`` and a plain ``torch.cdist`` + ``topk`` loop;
-* MLE and TwoNN end to end: ``domaingap.intrinsic_dim`` vs scikit-dimension
+* MLE and TwoNN end to end: ``domaingap.kernels.intrinsic_dim`` vs scikit-dimension
   (``MLE(unbiased=True)``, ``comb="mle"``; ``TwoNN(discard_fraction=0.5/N)`` = Pope's variant);
-* exact K_F: ``domaingap.sharpness.label_sharpness`` vs a ``torch.cdist`` + masked-min loop.
+* exact K_F: ``domaingap.kernels.sharpness.label_sharpness`` vs a ``torch.cdist`` + masked-min loop.
 
 For each case it prints one line and records seconds, effective GFLOP/s (2 N^2 D / s, the
 dense distance-matrix work), that as a fraction of this machine's float32 GEMM throughput
@@ -49,7 +49,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from domaingap import distances, intrinsic_dim, sharpness  # noqa: E402
+from domaingap.kernels import distances, intrinsic_dim, sharpness  # noqa: E402
 
 K = 20
 

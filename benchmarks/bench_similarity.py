@@ -1,4 +1,4 @@
-"""Benchmark domaingap.similarity against inline reference implementations.
+"""Benchmark domaingap.kernels.similarity against inline reference implementations.
 
 Peers (no similarity package is installed; ckatorch / torch-cka are not used):
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from domaingap import similarity as sim
+from domaingap.kernels import similarity as sim
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1,4 +1,4 @@
-"""Tests for domaingap.attacks: constraints hold exactly, known answers on linear models,
+"""Tests for domaingap.kernels.attacks: constraints hold exactly, known answers on linear models,
 PGD vs FGSM, representation inversion, adversarial training, no side effects, clear errors."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from domaingap import attacks
+from domaingap.kernels import attacks
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

@@ -1,11 +1,11 @@
-"""Exact kNN and cross-class minimum (domaingap.distances) against float64 brute force."""
+"""Exact kNN and cross-class minimum (domaingap.kernels.distances) against float64 brute force."""
 
 import numpy as np
 import pytest
 import torch
 
-from domaingap import distances
-from domaingap.distances import knn, min_cross_class_distance
+from domaingap.kernels import distances
+from domaingap.kernels.distances import knn, min_cross_class_distance
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

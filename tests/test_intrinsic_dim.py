@@ -1,4 +1,4 @@
-"""MLE and TwoNN intrinsic dimension (domaingap.intrinsic_dim).
+"""MLE and TwoNN intrinsic dimension (domaingap.kernels.intrinsic_dim).
 
 References are computed naively in float64 from the full distance matrix; known answers
 use points on linear subspaces and curved manifolds of known dimension; scikit-dimension
@@ -13,9 +13,9 @@ import pytest
 import torch
 from sklearn.datasets import make_swiss_roll
 
-from domaingap import distances
-from domaingap import intrinsic_dim as ID
-from domaingap._validation import DuplicatePointsWarning
+from domaingap.kernels import distances
+from domaingap.kernels import intrinsic_dim as ID
+from domaingap.kernels._validation import DuplicatePointsWarning
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -289,7 +289,7 @@ def test_tiny_pipeline_end_to_end(require_data, tmp_artefacts):
     x = p3.probe_images("breastmnist", model_cfg=TINY, n=24)
     ref = p3.similarity_models(cfg, "breastmnist", 0)["natural"]
     net = p3.materialise(ref, model_cfg=TINY, num_classes=2)
-    from domaingap import similarity
+    from domaingap.kernels import similarity
 
     acts = similarity.activations(net, x, ["layer1"])["layer1"]
     assert p3.layer_similarity(acts, acts, n_channels=4, repeats=2)["mean_cca"] == pytest.approx(1.0)

@@ -1,11 +1,11 @@
-"""Label sharpness K_F (domaingap.sharpness): exact over all pairs, and P1's sampled estimator."""
+"""Label sharpness K_F (domaingap.kernels.sharpness): exact over all pairs, and P1's sampled estimator."""
 
 import numpy as np
 import pytest
 import torch
 
-from domaingap import distances
-from domaingap.sharpness import SharpnessPair, label_sharpness, label_sharpness_sampled, sampled_pairs
+from domaingap.kernels import distances
+from domaingap.kernels.sharpness import SharpnessPair, label_sharpness, label_sharpness_sampled, sampled_pairs
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

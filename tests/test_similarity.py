@@ -1,4 +1,4 @@
-"""Tests for domaingap.similarity: CCA (P3's mean CCA), SVCCA, PWCCA, linear CKA.
+"""Tests for domaingap.kernels.similarity: CCA (P3's mean CCA), SVCCA, PWCCA, linear CKA.
 
 References used here are written independently of the library: canonical
 correlations from numpy ``eigh`` whitening of the covariances (float64), a
@@ -14,7 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from domaingap import similarity as sim
+from domaingap.kernels import _cca
+from domaingap.kernels import similarity as sim
 
 RNG = np.random.default_rng
 
@@ -249,10 +250,10 @@ def test_svd_reduce_keeps_fewest_directions_reaching_fraction():
     # Exact variances (n - 1 scaled) 100, 50, 1, 0.5: 150/151.5 = 0.9901.
     a, _ = exact_design(300, scales=[10.0, np.sqrt(50), 1.0, np.sqrt(0.5)], corrs=[0.5] * 4)
     t = torch.from_numpy(a)
-    assert sim._svd_reduce(t, 0.99).shape == (300, 2)
-    assert sim._svd_reduce(t, 0.995).shape == (300, 3)
-    assert sim._svd_reduce(t, 1.0).shape == (300, 4)
-    assert sim._svd_reduce(t[:3], 1.0).shape == (3, 2)  # n < p: SVD route, rank n-1
+    assert _cca._svd_reduce(t, 0.99).shape == (300, 2)
+    assert _cca._svd_reduce(t, 0.995).shape == (300, 3)
+    assert _cca._svd_reduce(t, 1.0).shape == (300, 4)
+    assert _cca._svd_reduce(t[:3], 1.0).shape == (3, 2)  # n < p: SVD route, rank n-1
 
 
 def test_svcca_ignores_low_variance_noise_directions():

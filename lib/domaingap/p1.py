@@ -47,15 +47,18 @@ import numpy as np
 
 from . import artefacts, data, profiles
 from .claims import verdict  # noqa: F401  (re-exported for the notebooks)
-from ._validation import DuplicatePointsWarning
+from .kernels._validation import DuplicatePointsWarning
 
 PAPER = "P1"
 PREPROCESS_VERSION = "p1-gray-maxscale-uint8-v1"  # bump when preprocess() changes
 # lib modules each kind of run depends on: a change in any of them invalidates the cached runs
+# (the key hashes each named file, not what it imports: a kernel's private modules are listed too)
 TRAIN_DEPENDS = ("p1", "data", "models", "training")
-ATTACK_DEPENDS = TRAIN_DEPENDS + ("attacks",)
-GEOMETRY_DEPENDS = ("p1", "data", "distances", "intrinsic_dim", "sharpness")
-REPR_DEPENDS = TRAIN_DEPENDS + ("distances", "intrinsic_dim")
+ATTACK_DEPENDS = TRAIN_DEPENDS + ("kernels.attacks", "kernels._attack_checks", "kernels._inversion")
+GEOMETRY_DEPENDS = ("p1", "data", "kernels.distances", "kernels._knn_core", "kernels._validation",
+                    "kernels.intrinsic_dim", "kernels.sharpness")
+REPR_DEPENDS = TRAIN_DEPENDS + ("kernels.distances", "kernels._knn_core", "kernels._validation",
+                                "kernels.intrinsic_dim")
 
 # Values read off P1's published Fig. 1 (224 px, [0, 255]); K_F in units of 1e-4.
 PAPER_FIG1 = {
@@ -448,7 +451,7 @@ def attack_run(spec: dict, work: Path) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from . import attacks
+    from .kernels import attacks
 
     model, _ = trained(spec["train"])
     device = default_device()
@@ -516,7 +519,7 @@ def geometry_run(spec: dict, work: Path) -> dict:
     The pair of images that defines the exact K_F is returned as pool indices (``kf_i``, ``kf_j``)."""
     import torch
 
-    from . import intrinsic_dim, sharpness
+    from .kernels import intrinsic_dim, sharpness
 
     pool, split = _split_for(spec)
     idx = subsample(split, pool.y, spec["n"], spec["rep"])
@@ -567,7 +570,7 @@ def repr_run(spec: dict, work: Path) -> dict:
     d_data of the same training images (``data_twonn``, ``data_mle``)."""
     import torch
 
-    from . import intrinsic_dim
+    from .kernels import intrinsic_dim
 
     model, _ = trained(spec["train"])
     x_tr, _, _, _ = run_data(spec["train"])

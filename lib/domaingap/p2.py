@@ -54,11 +54,16 @@ import numpy as np
 
 from . import artefacts, data, profiles
 from .claims import verdict  # noqa: F401  (re-exported for the notebooks)
+from .kernels.corruptions import corrupt, corruption_names, to_uint8
+from .kernels.corruptions import corruption_category, medmnistc_registry  # noqa: F401  (re-exported for the notebooks)
+from .kernels.saliency import input_saliency, rank_correlation
 
 PAPER = "P2"
 # lib modules each kind of run depends on: a change in any of them invalidates the cached runs
-TRAIN_DEPENDS = ("p2", "data", "models", "training", "attacks")
-MMC_DEPENDS = ("p2", "data")
+# (the key hashes each named file, not what it imports: a kernel's private modules are listed too)
+TRAIN_DEPENDS = ("p2", "data", "models", "training", "kernels.attacks", "kernels._attack_checks",
+                 "kernels._inversion", "kernels.saliency", "kernels.corruptions")
+MMC_DEPENDS = ("p2", "data", "kernels.corruptions")
 REF_DIM = 3 * 32 * 32  # input dimension of Ilyas et al.'s CIFAR-10, where their L2 budgets were set
 
 # Ilyas et al. (2019), CIFAR-10 (ResNet-50), accuracy on the clean test set of models trained on each dataset.
@@ -398,7 +403,8 @@ def dataset_run(spec: dict, work: Path) -> dict:
     """
     import torch
 
-    from . import attacks, models
+    from . import models
+    from .kernels import attacks
 
     device = default_device()
     src = spec["source"]
@@ -536,7 +542,7 @@ def _head(x, y, n, seed: int = 0):
 def robust_eval_run(spec: dict, work: Path) -> dict:
     """Compute function of kind ``p2_robust_eval``: clean and adversarial accuracy of a trained model.
 
-    - ``pgd``: untargeted L2 PGD (:func:`domaingap.attacks.pgd`) at ``eps`` with ``pgd_steps`` steps of
+    - ``pgd``: untargeted L2 PGD (:func:`domaingap.kernels.attacks.pgd`) at ``eps`` with ``pgd_steps`` steps of
       ``2.5 * eps / steps`` from ``pgd_restarts`` random starts, on ``n_attack`` test images (a seeded random
       subset, :func:`_head`);
     - ``apgd`` (optional): an independent, step-size-free attack, APGD-CE of Croce & Hein (2020) as
@@ -548,7 +554,7 @@ def robust_eval_run(spec: dict, work: Path) -> dict:
     import torch
     from sklearn import metrics
 
-    from . import attacks
+    from .kernels import attacks
 
     device = default_device()
     model, _ = trained(spec["model"], device)
@@ -610,114 +616,6 @@ def robust_eval_sweep(specs: Sequence[dict], progress: bool = True, desc: str = 
 
 
 # ----------------------------------------------------------------------------------------------- MedMNIST-C
-
-def medmnistc_registry():
-    """``(CORRUPTIONS_DS, DATASET_RGB, CORRUPTIONS_DS_FOLDS)`` of the installed ``medmnistc`` package.
-
-    Raises ImportError with the fix when ImageMagick's MagickWand (needed by ``wand`` for motion blur) is missing.
-    """
-    try:
-        from medmnistc.corruptions.registry import CORRUPTIONS_DS, CORRUPTIONS_DS_FOLDS, DATASET_RGB
-    except ImportError as err:
-        raise ImportError(f"medmnistc could not be imported ({err}); it needs ImageMagick's MagickWand library "
-                          "(apt-get install libmagickwand-6.q16-6, see scripts/setup_system.sh) and wand") from err
-    return CORRUPTIONS_DS, DATASET_RGB, CORRUPTIONS_DS_FOLDS
-
-
-def corruption_names(registry: str) -> list[str]:
-    """Corruptions of one MedMNIST-C registry entry, in the package's order."""
-    ds, _, _ = medmnistc_registry()
-    if registry not in ds:
-        raise ValueError(f"unknown MedMNIST-C registry entry {registry!r}; known: {', '.join(ds)}")
-    return list(ds[registry])
-
-
-def corruption_category(corruption: str) -> str:
-    """MedMNIST-C category of a corruption: digital, noise, blur, color or task-specific."""
-    _, _, folds = medmnistc_registry()
-    for cat, names in folds.items():
-        if corruption in names:
-            return cat
-    raise ValueError(f"corruption {corruption!r} is in no MedMNIST-C category")
-
-
-def corrupt(images: np.ndarray, registry: str, corruption: str, severity: int, *, seed: int = 0,
-            work_size: int = 224, out_size: int | None = None, return_rms_work: bool = False):
-    """Apply one MedMNIST-C corruption at one severity the way its parameters were tuned: at 224 px.
-
-    Each image is upsampled (PIL bicubic) to ``work_size`` px, converted to RGB as ``medmnistc``'s dataset
-    builder does, corrupted with ``CORRUPTIONS_DS[registry][corruption].apply(img, severity)``, converted back
-    to gray if the task is gray, and downsampled to the original size by area averaging (PIL box filter: each
-    output pixel is the mean of the 8 x 8 pixels it covers, like a coarser detector). Of the PIL filter pairs
-    this round trip has one of the smallest errors on real 28 px images (RMS ~0.01 of the range). ``corruption="none"`` gives the same round trip without corruption: the clean reference
-    every drop is measured from.
-
-    Args:
-        images: uint8 ``(N, C, H, W)``, C = 1 (gray) or 3 (RGB).
-        registry: MedMNIST-C registry entry, e.g. ``"breastmnist"``.
-        corruption: a name from :func:`corruption_names` or ``"none"``.
-        severity: 0..4 (the paper's severities 1..5).
-        seed: seeds ``np.random`` (the package's noise, motion-blur angle) and the impulse-noise generator;
-            the global NumPy state is restored afterwards.
-        out_size: side of the returned images (default: that of ``images``). Images already at ``work_size``
-            (e.g. MedMNIST+'s 224 px release, as MedMNIST-C itself is built) are corrupted as they are, with no
-            upsampling, then shrunk to ``out_size``.
-        return_rms_work: also return the per-image RMS change at ``work_size`` px (0..1 scale), to compare with
-            the change that survives the downsampling.
-
-    Returns:
-        uint8 ``(N, C, H, W)`` (and float64 ``(N,)`` when ``return_rms_work``).
-    """
-    from PIL import Image
-
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must be uint8 (N, C, H, W) with C in (1, 3), got {images.dtype} {images.shape}")
-    if not (isinstance(severity, (int, np.integer)) and 0 <= severity <= 4):
-        raise ValueError(f"severity must be an int in 0..4 (the paper's 1..5), got {severity!r}")
-    ds, _, _ = medmnistc_registry()
-    if registry not in ds:
-        raise ValueError(f"unknown MedMNIST-C registry entry {registry!r}; known: {', '.join(ds)}")
-    if corruption != "none" and corruption not in ds[registry]:
-        raise ValueError(f"{registry!r} has no corruption {corruption!r}; it has {', '.join(ds[registry])}")
-    corr = None if corruption == "none" else ds[registry][corruption]
-    n, c, h, w = images.shape
-    if h != w:
-        raise ValueError(f"images must be square, got {h} x {w} px")
-    h = w = int(out_size) if out_size is not None else h
-    out = np.empty((n, c, h, w), dtype=np.uint8)
-    rms = np.zeros(n)
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # torchvision's per-image gaussian blur is ~7x slower when threads contend
-    state = np.random.get_state()
-    np.random.seed(seed)
-    if corr is not None:
-        corr.rng = np.random.default_rng(seed)  # read only by ImpulseNoise (skimage random_noise)
-    try:
-        for i in range(n):
-            pil = Image.fromarray(images[i, 0] if c == 1 else images[i].transpose(1, 2, 0)).convert("RGB")
-            big = pil if pil.size == (work_size, work_size) else pil.resize((work_size, work_size), Image.BICUBIC)
-            res = np.asarray(big) if corr is None else np.asarray(corr.apply(big, int(severity)), dtype=np.uint8)
-            res_img = Image.fromarray(res)
-            res_img = res_img.convert("L" if c == 1 else "RGB")
-            if return_rms_work:
-                ref = np.asarray(big.convert("L" if c == 1 else "RGB"), dtype=np.float64)
-                rms[i] = np.sqrt(np.mean((np.asarray(res_img, dtype=np.float64) - ref) ** 2)) / 255.0
-            small = np.asarray(res_img.resize((w, h), Image.BOX))
-            out[i] = small[None] if c == 1 else small.transpose(2, 0, 1)
-    finally:
-        np.random.set_state(state)
-        torch.set_num_threads(threads)
-    return (out, rms) if return_rms_work else out
-
-
-def to_uint8(x) -> np.ndarray:
-    """float ``(N, C, H, W)`` tensor/array in [0, 1] -> uint8 (rounded)."""
-    arr = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-    return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
-
 
 def mmc_data_spec(task: str, corruption: str, cfg: dict) -> dict:
     """Spec of one task's test subset corrupted by one corruption at every severity (``p2_tab3`` keys:
@@ -805,56 +703,6 @@ def mmc_eval_run(spec: dict, work: Path) -> dict:
 
 # ----------------------------------------------------------------------------------------------- saliency
 
-def input_saliency(model, x, y):
-    """Input-gradient saliency (Simonyan et al. 2014): ``|d logit_y / d x|`` summed over channels.
-
-    Args:
-        model: maps ``(N, C, H, W)`` to ``(N, K)`` logits; run in eval mode, parameters' ``.grad`` untouched.
-        x: float ``(N, C, H, W)`` on the model's device.
-        y: int64 ``(N,)`` class whose logit is explained (here the true label, for clean and adversarial maps
-            alike, so that the two maps explain the same output).
-
-    Returns:
-        float ``(N, H, W)`` on ``x``'s device.
-    """
-    import torch
-
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-        raise ValueError(f"x must be a float (N, C, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
-    if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
-        raise ValueError(f"y must be a tensor of shape ({x.shape[0]},), got {getattr(y, 'shape', type(y).__name__)}")
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.enable_grad():
-            xr = x.detach().clone().requires_grad_(True)
-            logits = model(xr)
-            (grad,) = torch.autograd.grad(logits.gather(1, y.view(-1, 1).to(logits.device)).sum(), xr)
-    finally:
-        for m, mode in modes:
-            m.training = mode
-    return grad.abs().sum(1)
-
-
-def rank_correlation(a, b) -> np.ndarray:
-    """Spearman rank correlation between paired maps, one value per map: ``a``, ``b`` ``(N, ...)`` -> ``(N,)``.
-
-    Uses ``scipy.stats.spearmanr`` per pair (average ranks for ties); a constant map gives NaN.
-    """
-    from scipy import stats
-
-    a = np.asarray(a.detach().cpu() if hasattr(a, "detach") else a, dtype=np.float64)
-    b = np.asarray(b.detach().cpu() if hasattr(b, "detach") else b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim < 2:
-        raise ValueError(f"a and b must be paired maps of the same shape (N, ...), got {a.shape} and {b.shape}")
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    out = np.full(len(a), np.nan)
-    for i in range(len(a)):
-        if np.ptp(a[i]) > 0 and np.ptp(b[i]) > 0:
-            out[i] = stats.spearmanr(a[i], b[i]).statistic
-    return out
-
-
 def saliency_spec(std: dict, rob: dict, cfg: dict) -> dict:
     """Spec of the Fig. 1 analogue: a standard and a robust model of the same task (``p2_fig1`` keys:
     ``n_images``, ``eps_ref``, ``pgd_steps``)."""
@@ -872,7 +720,7 @@ def saliency_run(spec: dict, work: Path) -> dict:
     images, maps, predictions) for the figure."""
     import torch
 
-    from . import attacks
+    from .kernels import attacks
 
     device = default_device()
     x, y = test_data(spec["standard"])

@@ -34,8 +34,9 @@ Protocol (one place, used by every notebook and by ``python -m domaingap.p3``):
 - Layer-wise similarity: activations of the stem (``relu``: conv1 -> bn1 -> ReLU, before any pooling, P3's
   ``conv1_relu``) and of ``layer1``..``layer4`` (P3's block1..block4 outputs) on ``probe_n`` images drawn from
   the whole target dataset (all official splits; the same images for every model of a target), compared with
-  P3's mean CCA (:func:`domaingap.similarity.mean_cca_conv`: 64 random channels, the same in both networks,
-  reshaped to ``(N*h*w, 64)``, averaged over 5 draws) and with SVCCA, PWCCA and linear CKA on the same draws.
+  P3's mean CCA (:func:`domaingap.kernels.similarity.mean_cca_conv`: 64 random channels, the same in both
+  networks, reshaped to ``(N*h*w, 64)``, averaged over 5 draws) and with SVCCA, PWCCA and linear CKA on the same
+  draws.
 
 Every training and similarity run is a JSON-able spec computed through :func:`domaingap.artefacts.sweep`, so runs
 are cached atomically and resumable; the device (CUDA when available) is never part of a spec.
@@ -61,8 +62,10 @@ from . import artefacts, data, profiles
 PAPER = "P3"
 SECTION = "p3"  # the profile section holding every size of the chapter
 # lib modules each kind of run depends on: a change in any of them invalidates the cached runs
-TRAIN_DEPENDS = ("p3", "data", "models", "training")
-SIM_DEPENDS = TRAIN_DEPENDS + ("similarity",)
+# (the key hashes each named file, not what it imports: a kernel's private modules are listed too)
+TRAIN_DEPENDS = ("p3", "data", "models", "_pretrained", "training")
+SIM_DEPENDS = TRAIN_DEPENDS + ("kernels.similarity", "kernels._cca", "kernels._cka", "kernels._layers",
+                               "kernels._sim_inputs")
 
 # P3's layers (Keras ResNet50 names) and ours (torchvision ResNet module names).
 LAYERS: tuple[str, ...] = ("relu", "layer1", "layer2", "layer3", "layer4")
@@ -598,37 +601,14 @@ def materialise(ref: dict, *, model_cfg: dict, num_classes: int):
     raise ValueError(f"unknown model reference kind {ref.get('kind')!r}; expected 'finetuned' or 'init'")
 
 
-def layer_similarity(act_a, act_b, *, n_channels: int = 64, repeats: int = 5, seed: int = 0,
-                     epsilon: float = 1e-12) -> dict[str, float]:
-    """P3's mean CCA and its peers between two activations of one layer, ``(N, C, h, w)`` each.
+def __getattr__(name: str):
+    # p3.layer_similarity is now domaingap.kernels.similarity.layer_similarity; imported on first use, so that
+    # importing this module stays free of torch
+    if name == "layer_similarity":
+        from .kernels.similarity import layer_similarity
 
-    ``mean_cca`` is :func:`domaingap.similarity.mean_cca_conv` (P3's procedure). ``svcca``, ``pwcca`` and
-    ``cka`` (linear, biased) are averaged over ``repeats`` draws of the same ``n_channels`` channels in both
-    networks, each reshaped to P3's ``(N*h*w, n_channels)`` matrix (:func:`domaingap.similarity.conv_to_matrix`).
-    """
-    import warnings
-
-    from . import similarity
-
-    if tuple(act_a.shape) != tuple(act_b.shape) or act_a.dim() != 4:
-        raise ValueError(f"activations must be two (N, C, h, w) tensors of one shape, got {tuple(act_a.shape)} "
-                         f"and {tuple(act_b.shape)}")
-    with warnings.catch_warnings():
-        # a dead stem channel or tiny probe only warns; the value is still P3's
-        warnings.simplefilter("ignore", RuntimeWarning)
-        out = {"mean_cca": similarity.mean_cca_conv(act_a, act_b, n_channels=n_channels, repeats=repeats,
-                                                    seed=seed, epsilon=epsilon)}
-        c = act_a.shape[1]
-        draws = 1 if c <= n_channels else repeats
-        vals: dict[str, list[float]] = {"svcca": [], "pwcca": [], "cka": []}
-        for r in range(draws):
-            ma = similarity.conv_to_matrix(act_a, n_channels=n_channels, seed=seed + 1 + r)
-            mb = similarity.conv_to_matrix(act_b, n_channels=n_channels, seed=seed + 1 + r)
-            vals["svcca"].append(similarity.svcca(ma, mb))
-            vals["pwcca"].append(similarity.pwcca(ma, mb, epsilon=epsilon))
-            vals["cka"].append(similarity.linear_cka(ma, mb))
-    out.update({k: float(np.mean(v)) for k, v in vals.items()})
-    return out
+        return layer_similarity
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_similarity(spec: dict, work: Path) -> dict:
@@ -637,7 +617,7 @@ def run_similarity(spec: dict, work: Path) -> dict:
     Result: ``rows``, a list of ``{pair, a, b, layer, mean_cca, svcca, pwcca, cka}``; ``probe`` (images, rows per
     image at each layer); seconds.
     """
-    from . import similarity
+    from .kernels import similarity
 
     t0 = time.perf_counter()
     dev = device()
@@ -651,8 +631,8 @@ def run_similarity(spec: dict, work: Path) -> dict:
     rows = []
     for a, b in spec["pairs"]:
         for layer in spec["layers"]:
-            vals = layer_similarity(acts[a][layer], acts[b][layer], n_channels=spec["n_channels"],
-                                    repeats=spec["repeats"], seed=0, epsilon=spec["epsilon"])
+            vals = similarity.layer_similarity(acts[a][layer], acts[b][layer], n_channels=spec["n_channels"],
+                                               repeats=spec["repeats"], seed=0, epsilon=spec["epsilon"])
             rows.append({"pair": pair_label((a, b)), "a": a, "b": b, "layer": layer, **vals})
     any_acts = acts[needed[0]]
     probe = {"n": int(len(x)), "rows_per_image": {k: int(v.shape[2] * v.shape[3]) for k, v in any_acts.items()},

@@ -27,7 +27,7 @@ from sklearn import metrics
 from torch import nn
 from tqdm import tqdm
 
-from domaingap.attacks import adversarial_training_step
+from domaingap.kernels.attacks import adversarial_training_step
 
 __all__ = ["AdversarialConfig", "fit", "evaluate", "predict_proba"]
 

@@ -29,145 +29,29 @@ Returned perturbations satisfy the constraints exactly, not up to rounding:
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Callable, Iterator, Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._attack_checks import (
+    _ce,
+    _check_batch,
+    _check_generator,
+    _check_int,
+    _check_labels,
+    _check_number,
+    _check_range,
+    _eval_mode,
+    _ValueCheck,
+    _view,
+)
+from ._inversion import invert_representation
+
 __all__ = ["fgsm", "pgd", "invert_representation", "adversarial_training_step"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-# ---------------------------------------------------------------------------------------
-# validation
-
-
-def _check_range(input_range: tuple[float, float]) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in input_range)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"input_range must be a pair (lo, hi), got {input_range!r}") from err
-    if not lo < hi:  # also rejects NaN
-        raise ValueError(f"input_range must satisfy lo < hi, got {input_range!r}")
-    return lo, hi
-
-
-def _check_number(name: str, value: float, *, positive: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a number, got {value!r}") from err
-    if not math.isfinite(v) or v < 0 or (positive and v == 0):
-        need = "finite and > 0" if positive else "finite and >= 0"
-        raise ValueError(f"{name} must be {need}, got {value!r}")
-    return v
-
-
-def _check_int(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """Static checks (type, dtype, shape); the values are checked by :class:`_ValueCheck`."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
-        desc = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a floating-point (N, ...) batch with ndim >= 2, got {desc}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
-    x = x.detach()
-    if x.is_inference():  # tensors made under torch.inference_mode cannot enter autograd
-        x = x.clone()
-    return x
-
-
-def _check_labels(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    if not isinstance(y, torch.Tensor):
-        raise ValueError(f"y must be a tensor of labels, got {type(y).__name__}")
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"y must have shape ({x.shape[0]},) to match x {tuple(x.shape)}, got {tuple(y.shape)}")
-    if y.device != x.device:
-        raise ValueError(f"y is on {y.device} but x is on {x.device}")
-    return y.detach()
-
-
-class _ValueCheck:
-    """Inputs inside ``[lo, hi]`` and labels inside ``[0, K)``, at the cost of ONE host sync.
-
-    The min/max reductions are queued at construction, before the model's forward pass; on
-    CUDA they are copied to pinned host memory behind an event. :meth:`finish` (called once the
-    forward is queued, before the loss: a CUDA cross-entropy with an out-of-range label would
-    abort the process) waits only for that event, so the GPU keeps working on the forward
-    instead of idling while the host checks.
-    """
-
-    def __init__(self, lo: float, hi: float, batches: dict[str, torch.Tensor], y: torch.Tensor | None = None):
-        self.lo, self.hi, self.names = lo, hi, list(batches)
-        self.check_y = y is not None and not (y.dtype.is_floating_point or y.dtype == torch.bool)
-        parts = [torch.stack(tuple(torch.aminmax(b))).double() for b in batches.values()]
-        if self.check_y:
-            parts.append(torch.stack(tuple(torch.aminmax(y))).double())
-        stats = torch.cat(parts)
-        self.event = None
-        if stats.is_cuda:
-            self.host = torch.empty(stats.shape, dtype=stats.dtype, pin_memory=True)
-            self.host.copy_(stats, non_blocking=True)
-            self.event = torch.cuda.Event()
-            self.event.record()
-        else:
-            self.host = stats
-        self.n = y.shape[0] if y is not None else None
-
-    def finish(self, logits: torch.Tensor | None = None) -> None:
-        if logits is not None and (logits.dim() != 2 or (self.n is not None and logits.shape[0] != self.n)):
-            raise ValueError(f"model must return (N, K) logits with N = {self.n}, got {tuple(logits.shape)}")
-        if self.event is not None:
-            self.event.synchronize()
-        values = self.host.tolist()
-        for i, name in enumerate(self.names):
-            mn, mx = values[2 * i], values[2 * i + 1]
-            if not (mn >= self.lo and mx <= self.hi):  # written so that NaN fails too
-                raise ValueError(
-                    f"{name} has values in [{mn:.6g}, {mx:.6g}], outside input_range ({self.lo:g}, {self.hi:g}); "
-                    f"pass the range the model is fed (e.g. input_range=(0, 255) for P1's [0, 255] images)"
-                )
-        if self.check_y and logits is not None:
-            mn, mx, k = int(values[-2]), int(values[-1]), logits.shape[1]
-            if mn < 0 or mx >= k:
-                raise ValueError(f"labels y must lie in [0, {k - 1}] for a {k}-class model, got values in [{mn}, {mx}]")
-
-
-def _check_generator(generator: torch.Generator | None, x: torch.Tensor) -> None:
-    if generator is not None and generator.device.type != x.device.type:
-        raise ValueError(f"generator is on {generator.device} but x is on {x.device}; create it with device=x.device")
-
-
-@contextmanager
-def _eval_mode(model: object) -> Iterator[None]:
-    """Eval mode for the block; every submodule's own mode is restored afterwards."""
-    if not isinstance(model, nn.Module):
-        yield
-        return
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-def _ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits, y, reduction="none")
-
-
-def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Per-example values ``(N,)`` shaped to broadcast against ``(N, ...)``."""
-    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -448,88 +332,6 @@ def pgd(
     if norm == "l2":
         best_x = _enforce_l2(best_x, x, eps, lo, hi)
     return best_x
-
-
-def invert_representation(
-    feature_fn: Callable[[torch.Tensor], torch.Tensor],
-    x_target: torch.Tensor,
-    x_start: torch.Tensor,
-    *,
-    steps: int = 1000,
-    step_size: float = 0.1,
-    input_range: tuple[float, float] = (0, 1),
-    keep_best: bool = True,
-) -> torch.Tensor:
-    """Find ``x'`` near ``x_start`` in pixels whose representation matches ``x_target``'s.
-
-    Ilyas et al. (2019), D_R / D_NR: minimise ``||g(x') - g(x_target)||_2`` from ``x_start``
-    (another, random training image) with normalised L2 gradient steps
-    ``x' -= step_size * grad / ||grad||_2`` clamped to ``input_range``, no eps-ball (their
-    eps = 1000 never binds in [0, 1]^D). With ``g`` the penultimate layer of an
-    L2-adversarially-trained model the result keeps only robust features (D_R); with a
-    standard model, only what that model uses (D_NR). The new image keeps ``x_target``'s label.
-
-    Args:
-        feature_fn: maps ``(N, ...)`` images to ``(N, F)`` representations, differentiably
-            (e.g. ``lambda z: models.penultimate(model, z)``, which handles eval mode; an
-            ``nn.Module`` passed directly is put in eval mode for the call).
-        x_target: ``(N, ...)`` images whose representations are matched.
-        x_start: ``(N, ...)`` starting images, same shape.
-        steps: number of gradient steps (Ilyas et al.: 1000).
-        step_size: L2 step length in the input's units (Ilyas et al.: 0.1 on [0, 1]).
-        input_range: ``(lo, hi)`` of valid inputs.
-        keep_best: return each example's lowest-distance iterate (as the ``robustness``
-            library does by default) rather than the last.
-
-    Returns:
-        ``(N, ...)`` images, same dtype and device as ``x_start``.
-    """
-    lo, hi = _check_range(input_range)
-    steps = _check_int("steps", steps, 0)
-    step_size = _check_number("step_size", step_size, positive=True)
-    x_target = _check_batch(x_target, "x_target")
-    x_start = _check_batch(x_start, "x_start")
-    if x_target.shape != x_start.shape:
-        raise ValueError(f"x_target {tuple(x_target.shape)} and x_start {tuple(x_start.shape)} must have the same shape")
-    if x_target.device != x_start.device:
-        raise ValueError(f"x_target is on {x_target.device} but x_start is on {x_start.device}")
-    _ValueCheck(lo, hi, {"x_target": x_target, "x_start": x_start}).finish()
-
-    with _eval_mode(feature_fn):
-        with torch.no_grad():
-            target = feature_fn(x_target)
-        if target.dim() < 2 or target.shape[0] != x_target.shape[0]:
-            raise ValueError(f"feature_fn must return (N, F) representations, got {tuple(target.shape)}")
-        target = target.flatten(1)
-
-        def distance(z: torch.Tensor) -> torch.Tensor:
-            return (feature_fn(z).flatten(1) - target).norm(dim=1)
-
-        x = x_start.clone()
-        best_x, best_d = x.clone(), None
-        tiny = torch.finfo(x.dtype).tiny
-        with torch.enable_grad():
-            for _ in range(steps):
-                xr = x.requires_grad_(True)
-                d = distance(xr)
-                (grad,) = torch.autograd.grad(d.sum(), xr)
-                x = xr.detach()
-                d = d.detach()
-                if keep_best:
-                    if best_d is None:
-                        best_x, best_d = x.clone(), d.clone()
-                    else:
-                        b = d < best_d
-                        best_x = torch.where(_view(b, x), x, best_x)
-                        best_d = torch.where(b, d, best_d)
-                g_norm = _view(grad.flatten(1).norm(dim=1).clamp_min(tiny), grad)
-                x = (x - step_size * (grad / g_norm)).clamp(lo, hi)
-        if not keep_best or best_d is None:
-            return x
-        with torch.no_grad():
-            d = distance(x)
-        b = d < best_d
-        return torch.where(_view(b, x), x, best_x)
 
 
 # ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ pixels (d_data) with the Levina-Bickel maximum-likelihood estimator in the
 MacKay-Ghahramani form, k = 20, and of learned representations (d_repr) with TwoNN, both
 through the code of Pope et al. (ICLR 2021, github.com/ppope/dimensions). This module
 implements the two estimators exactly as that code defines them, on top of the exact
-kNN of :mod:`domaingap.distances`:
+kNN of :mod:`domaingap.kernels.distances`:
 
 * :func:`mle` -- for each point, with T_1 <= ... <= T_k the distances to its k nearest
   neighbours (itself excluded),
@@ -22,7 +22,7 @@ kNN of :mod:`domaingap.distances`:
 
 Duplicates: like Pope et al.'s ``KNNComputerNoCheck``, zero distances (exact duplicate
 images) are skipped, i.e. T_1..T_k (and r1, r2) are the nearest *non-zero* distances; the
-number skipped is reported in a :class:`~domaingap._validation.DuplicatePointsWarning`.
+number skipped is reported in a :class:`~domaingap.kernels._validation.DuplicatePointsWarning`.
 
 Uncertainty (``ci=0.95``): a percentile bootstrap over points, seeded. For the MLE the
 per-point inverse estimates inv_i are resampled with replacement (cheap and standard: d
@@ -33,7 +33,7 @@ sampling of the data set itself.
 
 Shapes: x is (N, D) or (N, C, H, W) (tensor or NumPy array, flattened per row);
 ``distances`` arguments are (N, K) ascending neighbour distances, e.g. from
-:func:`domaingap.distances.knn`.
+:func:`domaingap.kernels.distances.knn`.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def mle(
     x : (N, D) or (N, C, H, W) tensor or array; N > k. Raw pixels in P1 ([0, 255]).
     k : int, 3 <= k <= N - 1.
     ci, n_bootstrap, seed : see :func:`mle_from_knn`.
-    chunk_size : block size of the exact kNN (:func:`domaingap.distances.knn`).
+    chunk_size : block size of the exact kNN (:func:`domaingap.kernels.distances.knn`).
 
     Returns
     -------

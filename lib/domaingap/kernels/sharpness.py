@@ -8,7 +8,7 @@ the numerator is the indicator 1[y_j != y_k] (for binary 0/1 labels the two coin
     K_F = 1 / min_{y_j != y_k} ||x_j - x_k||_2.
 
 * :func:`label_sharpness` computes this exactly over ALL N(N-1)/2 pairs with the streamed,
-  float64-refined minimum of :func:`domaingap.distances.min_cross_class_distance`
+  float64-refined minimum of :func:`domaingap.kernels.distances.min_cross_class_distance`
   (multiclass labels allowed).
 * :func:`label_sharpness_sampled` reproduces the estimator of the P1 code
   (``compute_labelsharpness`` in github.com/mazurowski-lab/intrinsic-properties): a random
