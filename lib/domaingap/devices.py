@@ -35,7 +35,11 @@ def default_device():
 @contextmanager
 def eval_mode(model) -> Iterator[None]:
     """Put every submodule of ``model`` in eval mode for the block, then restore each one's own flag (a model
-    with frozen BatchNorm layers inside a training model keeps them frozen)."""
+    with frozen BatchNorm layers inside a training model keeps them frozen). Anything without ``modules()``
+    (a plain function) passes through unchanged."""
+    if not hasattr(model, "modules"):  # a plain feature function: nothing to switch
+        yield
+        return
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:

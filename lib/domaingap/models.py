@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .devices import eval_mode
 import torch
 import torchvision
 from torch import nn
@@ -245,6 +246,28 @@ def build_model(
     return model
 
 
+def build_configured(name: str, options: dict | None = None, *, in_channels: int, num_classes: int,
+                     image_size: int, seed: int | None = None) -> nn.Module:
+    """:func:`build_model` from a profile's model entry: ``options`` holds extra :func:`build_model` keywords
+    (``width``, ``stem``; None values are dropped). An option :func:`build_model` does not take is a
+    ``ValueError`` naming it and the accepted ones. With ``seed``, the initial weights come from that seed and the
+    global RNG is left untouched (the same call gives the same network on any machine)."""
+    import inspect
+
+    extra = {k: v for k, v in dict(options or {}).items() if v is not None}
+    accepted = [p for p in inspect.signature(build_model).parameters if p not in ("name", "in_channels",
+                                                                               "num_classes", "image_size")]
+    unknown = [k for k in extra if k not in accepted]
+    if unknown:
+        raise ValueError(f"model options {unknown} (of {extra}) are not accepted by build_model; "
+                         f"it takes {accepted}")
+    if seed is None:
+        return build_model(name, in_channels=in_channels, num_classes=num_classes, image_size=image_size, **extra)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return build_model(name, in_channels=in_channels, num_classes=num_classes, image_size=image_size, **extra)
+
+
 def _head_module(model: nn.Module) -> tuple[str, nn.Linear]:
     """Name and module of the final classifier ``Linear``."""
     if isinstance(model, (torchvision.models.ResNet, SmallCNN)):
@@ -328,10 +351,5 @@ def penultimate(
             f"got {type(model).__name__}"
         )
 
-    modes = [m.training for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         return fn(x)
-    finally:
-        for m, mode in zip(model.modules(), modes):
-            m.training = mode

@@ -27,6 +27,7 @@ from sklearn import metrics
 from torch import nn
 from tqdm import tqdm
 
+from domaingap.devices import eval_mode
 from domaingap.kernels.attacks import adversarial_training_step
 
 __all__ = ["AdversarialConfig", "fit", "evaluate", "predict_proba"]
@@ -90,13 +91,8 @@ def _check_label_values(y: torch.Tensor, num_classes: int, what: str = "") -> No
 def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """``(N, K)`` logits in eval mode, computed on the model's device, returned there."""
     device = _model_device(model)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat([model(xb.to(device, non_blocking=True)) for xb in x.split(batch_size)])
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 def predict_proba(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:

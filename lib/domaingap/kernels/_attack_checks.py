@@ -8,9 +8,8 @@ and per-example helpers. Private: the public functions are in :mod:`~domaingap.k
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Iterator
 
+from ..devices import eval_mode
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -121,19 +120,7 @@ def _check_generator(generator: torch.Generator | None, x: torch.Tensor) -> None
         raise ValueError(f"generator is on {generator.device} but x is on {x.device}; create it with device=x.device")
 
 
-@contextmanager
-def _eval_mode(model: object) -> Iterator[None]:
-    """Eval mode for the block; every submodule's own mode is restored afterwards."""
-    if not isinstance(model, nn.Module):
-        yield
-        return
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
+_eval_mode = eval_mode  # eval mode for the duration of an attack (domaingap.devices.eval_mode)
 
 
 def _ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

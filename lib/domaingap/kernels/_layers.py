@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from ..devices import eval_mode
 import torch
 from torch import Tensor, nn
 
@@ -278,11 +279,9 @@ def activations(
         return hook
 
     device = _model_device(model)
-    was_training = {m: m.training for m in model.modules()}
     handles = [modules[name].register_forward_hook(make_hook(name)) for name in layers]
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for batch in _batches(x, int(batch_size)):
                 for name in layers:
                     calls[name] = 0
@@ -296,8 +295,6 @@ def activations(
     finally:
         for h in handles:
             h.remove()
-        for m, flag in was_training.items():
-            m.training = flag
     if not outputs[layers[0]]:
         raise ValueError("x is empty: no batch was run")
     return {name: torch.cat(chunks) for name, chunks in outputs.items()}

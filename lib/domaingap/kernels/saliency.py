@@ -33,16 +33,12 @@ def input_saliency(model, x, y):
         raise ValueError(f"x must be a float (N, C, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
     if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
         raise ValueError(f"y must be a tensor of shape ({x.shape[0]},), got {getattr(y, 'shape', type(y).__name__)}")
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.enable_grad():
-            xr = x.detach().clone().requires_grad_(True)
-            logits = model(xr)
-            (grad,) = torch.autograd.grad(logits.gather(1, y.view(-1, 1).to(logits.device)).sum(), xr)
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    from ..devices import eval_mode
+
+    with eval_mode(model), torch.enable_grad():
+        xr = x.detach().clone().requires_grad_(True)
+        logits = model(xr)
+        (grad,) = torch.autograd.grad(logits.gather(1, y.view(-1, 1).to(logits.device)).sum(), xr)
     return grad.abs().sum(1)
 
 
