@@ -2,7 +2,7 @@ import textwrap
 
 import pytest
 
-from domaingap import profile_schema, profiles, runner
+from domaingap import profile_schema, profiles, refs, runner
 
 
 def test_every_section_defines_every_profile():
@@ -32,7 +32,7 @@ def test_every_notebook_has_a_parameters_cell_and_profile_section():
 
 
 def test_nbval_references_match_their_sources():
-    assert runner.stale_refs() == []
+    assert refs.stale_refs() == []
 
 
 # ------------------------------------------------------------------------------------------ the schema

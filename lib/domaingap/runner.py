@@ -384,45 +384,6 @@ def record_runtime(runtimes_file: Path, notebook: str, entry: dict) -> None:
         os.replace(tmp, runtimes_file)
 
 
-def stale_refs() -> list[str]:
-    """Problems with the nbval references: missing, orphaned, or code differing from the MyST source."""
-    import nbformat
-
-    problems = []
-    expected = {target(s, REFS_DIR, flat=True): s for s in sources()}
-    for ref, source in expected.items():
-        if not ref.is_file():
-            problems.append(f"{ref.relative_to(paths.REPO_ROOT)} is missing")
-            continue
-        if code_cells(nbformat.read(ref, as_version=4)) != code_cells(to_notebook(source)):
-            problems.append(f"{ref.relative_to(paths.REPO_ROOT)} differs from {source.relative_to(paths.REPO_ROOT)}")
-    for ref in REFS_DIR.glob("*.ipynb"):
-        if ref not in expected and not ref.name.endswith(".tmp.ipynb"):
-            problems.append(f"{ref.relative_to(paths.REPO_ROOT)} has no source under notebooks/")
-    return problems
-
-
-def assemble_refs(book_dir: Path) -> None:
-    """Make ``book_dir`` a copy of book/ whose executed notebooks are the ci-profile references, so the HTML book
-    can be built and browser-checked in CI without running every notebook a second time (and without touching a
-    default-profile build in book/)."""
-    import shutil
-
-    problems = stale_refs()
-    if problems:
-        raise StaleReferences("nbval references are out of date (regenerate with: make refs):\n" +
-                              "\n".join(problems))
-    if book_dir.exists():
-        shutil.rmtree(book_dir)
-    shutil.copytree(paths.BOOK_DIR, book_dir, ignore=shutil.ignore_patterns("_build", "executed"))
-    out_dir = book_dir / "executed"
-    for source in sources():
-        dest = target(source, out_dir, flat=False)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(target(source, REFS_DIR, flat=True), dest)
-    print(f"assembled {len(sources())} executed ci-profile notebooks into {out_dir}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m domaingap.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -470,8 +431,12 @@ def _command(args) -> int:
                 (paths.REPO_ROOT / "build").mkdir(exist_ok=True)
                 os.replace(REFS_DIR / RUNTIMES, paths.REPO_ROOT / "build" / "ci_runtimes.json")
     elif args.cmd == "assemble-refs":
+        from .refs import assemble_refs
+
         assemble_refs(args.book_dir.resolve())
     else:
+        from .refs import stale_refs
+
         problems = stale_refs()
         for p in problems:
             print(p)
