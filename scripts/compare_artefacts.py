@@ -1,12 +1,13 @@
 """Check that two artefact folders hold the same results, e.g. a sweep run sequentially and on a Dask cluster.
 
-    DOMAINGAP_EXECUTOR=sequential DOMAINGAP_ARTEFACTS=/tmp/seq  python -m domaingap.p1 --profile ci
-    DOMAINGAP_EXECUTOR=dask       DOMAINGAP_ARTEFACTS=/tmp/dask python -m domaingap.p1 --profile ci
+    DOMAINGAP_ARTEFACTS=/tmp/seq  python -m domaingap.chapters.p1 --profile ci --executor sequential
+    DOMAINGAP_ARTEFACTS=/tmp/dask python -m domaingap.chapters.p1 --profile ci --executor dask
     python scripts/compare_artefacts.py /tmp/seq /tmp/dask
 
 Every ``<kind>/<key>/result.json`` of the first folder must exist in the second with equal content (the wall-time
-field ``seconds`` excepted), and every other file of the artefact (e.g. ``model.pt``) must be byte-identical.
-Exits non-zero on any difference.
+field ``seconds`` excepted), and every other file of the artefact (e.g. ``model.pt``) must be byte-identical
+(``record.json`` is the same by construction of the key; ``MANIFEST.json`` holds the checksum of result.json, whose
+wall time differs). Exits non-zero on any difference.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def compare(a: Path, b: Path) -> list[str]:
         if strip(json.loads(ra.read_text())) != strip(json.loads(rb.read_text())):
             problems.append(f"{rel}: result.json differs")
         for fa in ra.parent.iterdir():
-            if fa.name in ("result.json", "spec.json") or not fa.is_file():
+            if fa.name in ("result.json", "record.json", "MANIFEST.json") or not fa.is_file():
                 continue
             fb = b / rel / fa.name
             if not fb.is_file() or not filecmp.cmp(fa, fb, shallow=False):

@@ -1,4 +1,9 @@
-"""Shared fixtures. Dataset tests need the real files: set DOMAINGAP_DATA (CI points it at the offline mirror)."""
+"""Shared fixtures. Dataset tests need the real files: set DOMAINGAP_DATA (CI points it at the offline mirror).
+
+Options (as kornia's test suite): ``--device cpu|cuda`` chooses the device of the ``device`` fixture (default cpu;
+``gpu``-marked tests are skipped without CUDA), ``--skip-slow`` deselects tests marked ``slow`` (those that start
+worker processes or notebook kernels).
+"""
 
 import os
 
@@ -24,8 +29,39 @@ def require_data():
     return need
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", choices=("cpu", "cuda"),
+                     help="device of the `device` fixture (kernel and model tests that take it run there)")
+    parser.addoption("--skip-slow", action="store_true", help="deselect tests marked slow")
+
+
+@pytest.fixture
+def device(request):
+    """The torch device chosen with ``--device`` (a clear failure when CUDA is asked for but absent)."""
+    import torch
+
+    name = request.config.getoption("--device")
+    if name == "cuda" and not torch.cuda.is_available():
+        pytest.fail("--device cuda was given, but torch sees no CUDA device")
+    return torch.device(name)
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """Run the nbval notebooks in the book's execution order (claims pages after the notebooks they read)."""
+    """Skip gpu-marked tests without CUDA, deselect slow tests on ``--skip-slow``, and run the nbval notebooks in
+    the book's execution order (claims pages after the notebooks they read)."""
+    if any(item.get_closest_marker("gpu") for item in items):
+        import torch
+
+        if not torch.cuda.is_available():
+            skip = pytest.mark.skip(reason="needs a CUDA device")
+            for item in items:
+                if item.get_closest_marker("gpu"):
+                    item.add_marker(skip)
+    if config.getoption("--skip-slow"):
+        kept = [item for item in items if not item.get_closest_marker("slow")]
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("slow")])
+        items[:] = kept
+
     def order(item):
         path = item.path
         if path.suffix != ".ipynb":
