@@ -73,10 +73,44 @@ def _functions_of(obj: Any) -> list[types.FunctionType]:
     return []
 
 
-def _modules_named(names: set[str]) -> list[types.ModuleType]:
-    """Loaded ``domaingap`` modules whose last name component is in ``names`` (local ``from . import x``)."""
-    return [m for name, m in list(sys.modules.items())
-            if isinstance(m, types.ModuleType) and _ours(m) and name.rsplit(".", 1)[-1] in names]
+def _local_imports(code: types.CodeType, module: str) -> list[Any]:
+    """Modules and objects that the import statements inside ``code`` bind (``from . import training``,
+    ``from ..kernels import attacks``, ``import domaingap.data``), resolved from the bytecode against ``module``'s
+    package. Deterministic: it does not depend on what happens to be imported already."""
+    import dis
+    import importlib
+    import importlib.util
+
+    package = module if getattr(sys.modules.get(module), "__path__", None) else module.rpartition(".")[0]
+    found: list[Any] = []
+    consts: list[Any] = []
+    for ins in dis.get_instructions(code):
+        if ins.opname == "LOAD_CONST":
+            consts.append(ins.argval)
+            continue
+        if ins.opname == "IMPORT_NAME" and len(consts) >= 2:
+            level, fromlist = consts[-2], consts[-1]
+            name = ("." * level + ins.argval) if isinstance(level, int) and level > 0 else ins.argval
+            try:
+                target = importlib.util.resolve_name(name, package) if name.startswith(".") else name
+                if not (target == PACKAGE or target.startswith(PACKAGE + ".")):
+                    consts = []
+                    continue
+                mod = importlib.import_module(target)
+            except (ImportError, ValueError):
+                consts = []
+                continue
+            found.append(mod)
+            for item in fromlist or ():
+                value = getattr(mod, item, None)
+                if value is None:
+                    try:
+                        value = importlib.import_module(f"{target}.{item}")
+                    except ImportError:
+                        continue
+                found.append(value)
+        consts = [] if ins.opname != "LOAD_CONST" else consts
+    return found
 
 
 def _plain_constant(value: Any) -> bool:
@@ -121,7 +155,12 @@ def closure(items: Iterable[Any]) -> dict[str, str]:
             names = {n for c in _code_objects(fn.__code__) for n in c.co_names}
             env = fn.__globals__
             modules = [env[n] for n in names if isinstance(env.get(n), types.ModuleType) and _ours(env[n], roots)]
-            modules += [m for m in _modules_named(names) if m not in modules]
+            for value in (v for c in _code_objects(fn.__code__) for v in _local_imports(c, fn.__module__)):
+                if isinstance(value, types.ModuleType):
+                    if _ours(value, roots) and value not in modules:
+                        modules.append(value)
+                elif isinstance(value, (types.FunctionType, type)) and _ours(value, roots):
+                    todo.append(value)
             for n in names:
                 if n not in env:
                     continue
@@ -134,10 +173,13 @@ def closure(items: Iterable[Any]) -> dict[str, str]:
                     todo.append(value.fn)  # a run Kind referenced by name: its function
                 elif not isinstance(value, types.ModuleType) and n.isupper() and _plain_constant(value):
                     found[f"const:{fn.__module__}.{n}"] = canonical.canonical(value)
-            for mod in modules:  # attribute access on a domaingap module: module.fit -> fit
+            for mod in modules:  # attribute access on a domaingap module: module.fit -> fit (the list grows)
                 for n in names:
                     value = getattr(mod, n, None)
-                    if isinstance(value, (types.FunctionType, type)) and _ours(value, roots):
+                    if isinstance(value, types.ModuleType):
+                        if _ours(value, roots) and value not in modules:
+                            modules.append(value)  # kernels.attacks.pgd: follow into the submodule
+                    elif isinstance(value, (types.FunctionType, type)) and _ours(value, roots):
                         todo.append(value)
                     elif n.isupper() and value is not None and _plain_constant(value):
                         found[f"const:{mod.__name__}.{n}"] = canonical.canonical(value)
