@@ -1,5 +1,6 @@
-"""Tests for domaingap.p3 (Juodelyte et al., TMLR 2023): folds, initialisations and weight loading, the frozen
-warm-up, prediction agreement, the statistics helpers, and a tiny end-to-end pipeline on real data.
+"""Tests for domaingap.chapters.p3 (Juodelyte et al., TMLR 2023): folds, initialisations and weight loading, the
+frozen warm-up, prediction agreement, the statistics helpers, the run graph (code closures, upstream keys), and a
+tiny end-to-end pipeline on real data.
 
 Known answers are computed independently (hand-counted tables, scipy / scikit-learn); the pipeline test checks
 properties that hold at any size: folds partition the pool, a network is CCA-identical to itself, cached runs
@@ -17,7 +18,10 @@ import torch
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
-from domaingap import models, p3, paths
+from domaingap import models, paths, runs
+from domaingap.chapters import p3
+from domaingap.chapters.p3 import analysis, specs
+from domaingap.runs import code
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -132,7 +136,7 @@ def test_build_is_seeded_and_leaves_global_rng_alone():
     assert torch.equal(before, after)
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
     assert not torch.equal(m1.conv1.weight, m3.conv1.weight)
-    with pytest.raises(ValueError, match="not accepted by domaingap.models.build_model"):
+    with pytest.raises(ValueError, match="not accepted by build_model"):
         p3.build({**TINY, "depth_multiplier": 2}, 2, seed=0)
 
 
@@ -229,7 +233,7 @@ def test_config_errors_name_the_problem():
     with pytest.raises(ValueError, match="reserved"):
         p3.check_config(_cfg(sources={"random": {"dataset": "mnist"}}))
     for profile in ("ci", "default", "paper"):
-        p3.config(profile)
+        assert "threads" not in p3.config(profile)  # the store sets threads ($DOMAINGAP_RUN_THREADS, in the key)
 
 
 def test_inits_skip_a_source_on_its_own_dataset():
@@ -270,13 +274,13 @@ def test_tiny_pipeline_end_to_end(require_data, tmp_artefacts):
     for name in ("fashionmnist", "pneumoniamnist", "breastmnist"):
         require_data(name)
     cfg = _cfg()
-    ft = p3.finetune(cfg, progress=False)
+    ft = p3.finetune(cfg, progress=False)  # computes the pretraining upstream first
     assert len(ft) == 5 * 2  # (2 sources x {plain, -Fr} + random) x 2 folds
     df = p3.finetune_frame(ft)
     assert df["auc"].between(0, 1).all() and (df["n_test"] == 24).all()
-    held = np.concatenate([p3.load_predictions(r)["index"] for r in ft if r["init_name"] == "random"])
+    held = np.concatenate([p3.load_predictions(e)["index"] for e in ft if e.result["init_name"] == "random"])
     assert np.array_equal(np.sort(held), np.arange(48))  # the folds partition the pool
-    loaded = [r["loaded"] for r in ft if r["init_name"] == "natural"]
+    loaded = [e.result["loaded"] for e in ft if e.result["init_name"] == "natural"]
     assert all(s["missing"] == [] and s["unexpected"] == [] for s in loaded)
     table = p3.auc_table(df, cfg)
     assert list(table.columns) == p3.inits(cfg, "breastmnist") and table.shape == (1, 5)
@@ -288,7 +292,8 @@ def test_tiny_pipeline_end_to_end(require_data, tmp_artefacts):
     # a network compared with itself: every measure is 1 (the pretrained sources exist as references)
     x = p3.probe_images("breastmnist", model_cfg=TINY, n=24)
     ref = p3.similarity_models(cfg, "breastmnist", 0)["natural"]
-    net = p3.materialise(ref, model_cfg=TINY, num_classes=2)
+    entry = runs.compute([p3.reference_run(ref)], progress=False)[0]
+    net = p3.materialise(ref, model_cfg=TINY, num_classes=2, model_file=entry.file("model.pt"))
     from domaingap.kernels import similarity
 
     acts = similarity.activations(net, x, ["layer1"])["layer1"]
@@ -296,5 +301,82 @@ def test_tiny_pipeline_end_to_end(require_data, tmp_artefacts):
 
     # everything is cached: a second pass recomputes nothing and returns the same numbers
     again = p3.finetune(cfg, progress=False)
-    assert [r["_dir"] for r in again] == [r["_dir"] for r in ft]
-    assert [r["auc"] for r in again] == [r["auc"] for r in ft]
+    assert [e.path for e in again] == [e.path for e in ft]
+    assert [e.result["auc"] for e in again] == [e.result["auc"] for e in ft]
+
+
+# ----------------------------------------------------------------------------------------------- run graph
+
+def _qualname(fn) -> str:
+    fn = getattr(fn, "fn", fn)
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def test_code_closures_hold_what_shapes_each_result_and_no_analysis():
+    from domaingap import data, training
+    from domaingap.kernels import similarity
+
+    shared = [training.fit, training.evaluate, models.build_model, models.build_configured, p3.build, data.info]
+    wanted = {
+        p3.run_pretrain: shared + [p3.load_images, data.load, p3.save_state],
+        p3.run_finetune: shared + [p3.target_pool, p3.folds, p3.load_images, p3.init_model, p3.warmup_head,
+                                   models.load_pretrained, models.penultimate, training.predict_proba,
+                                   p3.save_state],
+        p3.run_similarity: [p3.probe_images, p3.materialise, p3.init_model, p3.load_state, p3.pair_label,
+                            similarity.activations, similarity.layer_similarity, models.build_model,
+                            data.load_arrays, data.release_for],
+    }
+    analysis_fns = [_qualname(f) for name, f in vars(analysis).items()
+                    if callable(f) and getattr(f, "__module__", "") == analysis.__name__]
+    assert "domaingap.chapters.p3.analysis.auc_table" in analysis_fns and len(analysis_fns) >= 10
+    for kind, fns in wanted.items():
+        found = code.closure([kind])
+        missing = [_qualname(f) for f in fns if _qualname(f) not in found]
+        assert not missing, f"{kind.name} closure lacks {missing}"
+        # editing an analysis function, a spec builder or a notebook retrains nothing
+        assert not [k for k in found if k in analysis_fns or ".p3.analysis." in k or ".p3.specs." in k], kind.name
+
+
+def test_upstream_edges_follow_the_specs():
+    cfg = _cfg()
+    ft = {(r.spec["init_name"], r.spec["fold"]): r for r in specs.finetune_runs(cfg)}
+    pre = {(r.spec["dataset"], r.spec["seed"]): r for r in specs.pretrain_runs(cfg)}
+    assert set(ft[("natural-Fr", 1)].upstream) == {"init"}
+    assert ft[("natural-Fr", 1)].upstream["init"].key == pre[("fashionmnist", 0)].key
+    assert ft[("random", 0)].upstream == {}
+    sim = specs.similarity_runs(cfg)[0]
+    ups = sim.upstream
+    assert {n: u.kind.name for n, u in ups.items()} == {
+        "natural-FT": "p3_finetune", "natural-Fr-FT": "p3_finetune", "medical-FT": "p3_finetune",
+        "medical-Fr-FT": "p3_finetune", "random-FT": "p3_finetune", "natural": "p3_pretrain",
+        "medical": "p3_pretrain"}  # random inits need no run
+    assert ups["medical-FT"].key == ft[("medical", 0)].key
+    sweeps = p3.sweeps("ci")
+    assert set(sweeps) == {"pretrain", "finetune", "similarity"} and all(sweeps.values())
+
+
+def test_downstream_keys_change_with_their_upstream_only(monkeypatch):
+    cfg = _cfg()
+    other = _cfg(pretrain={**cfg["pretrain"], "epochs": 2})  # a changed pretraining spec
+    by_init = lambda c: {r.spec["init_name"]: r for r in specs.finetune_runs(c) if r.spec["fold"] == 0}
+    a, b = by_init(cfg), by_init(other)
+    assert a["natural"].key != b["natural"].key and a["medical-Fr"].key != b["medical-Fr"].key
+    assert a["random"].key == b["random"].key  # not downstream of any pretraining
+    assert b["natural"].record["upstream"]["init"]["key"] == specs.pretrain_runs(other)[0].key
+    sa, sb = specs.similarity_runs(cfg)[0], specs.similarity_runs(other)[0]
+    assert sa.key != sb.key and sa.upstream["random-FT"].key == sb.upstream["random-FT"].key
+
+    # an edited pretraining function (its code hash) changes its dependents' keys, not the random-init runs'
+    before = {n: r.key for n, r in a.items()}
+    sim_before = sa.key
+    monkeypatch.setitem(p3.run_pretrain.__dict__, "code_hash", "edited-pretraining-code")
+    after = {n: r.key for n, r in by_init(cfg).items()}  # fresh Run nodes: keys are computed anew
+    assert after["random"] == before["random"]
+    assert all(after[n] != before[n] for n in after if n != "random")
+    assert specs.similarity_runs(cfg)[0].key != sim_before
+
+
+def test_pretrained_init_needs_its_upstream_file():
+    spec = p3.finetune_spec(_cfg(), "breastmnist", "natural", 0)
+    with pytest.raises(ValueError, match="pass its model.pt as pretrained_file"):
+        p3.init_model(spec["init"], model_cfg=TINY, num_classes=2, seed=0)

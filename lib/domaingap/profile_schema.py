@@ -284,7 +284,6 @@ class P3Similarity(Strict):
 class P3(Section):
     sources: dict[str, P3Source] = Field(description="pretraining sources: name -> {dataset: ...} or {weights: ...}")
     fold_seed: int = Field(description="StratifiedKFold shuffling seed")
-    threads: int | None = Field(description="torch intra-op threads (null: torch's default)")
     model: P3Model = Field(description="network of every run")
     targets: list[str] = Field(description="target datasets")
     n_folds: int = Field(description="cross-validation folds (>= 2)", ge=2)
