@@ -1,15 +1,22 @@
-"""Chapter P1 experiment logic: tasks, preprocessing, splits, run specs, cached runs and statistics.
+"""Chapter P1 experiment logic: tasks, preprocessing, splits, run specs, cached runs, run graph and statistics.
 
 Known answers and float64 brute-force references; the data-dependent tests use the real mirror (small subsets).
 """
 
+import inspect
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from domaingap import p1, paths
+from domaingap import paths
+from domaingap.chapters import p1
+from domaingap.chapters.p1 import pools
+from domaingap.chapters.p1 import runs as p1_runs
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +104,7 @@ def test_paper_profile_reads_p1s_224_px_format_from_the_224_px_release(monkeypat
         raise data.DataFileError("stop here")
 
     monkeypatch.setattr(data, "load", fake_load)
-    p1._pool.cache_clear()
+    pools._pool.cache_clear()
     with pytest.raises(data.DataFileError):
         p1.task_pool(p1.Task("pneumoniamnist", (0, 1)), 224)
     assert asked == [("pneumoniamnist", 224)]
@@ -151,7 +158,7 @@ def test_geometry_run_matches_float64_brute_force(require_data):
     task, cfg, _ = _tiny_spec()
     spec = p1.geometry_specs([task], cfg, {"n": [40], "reps": 1, "k": 5, "kf_sample_images": 40})[0]
     res = p1.geometry_sweep([spec], progress=False)[0]
-    pool, split = p1._split_for(spec)
+    pool, split = pools._split_for(spec)
     idx = p1.subsample(split, pool.y, 40, 0)
     x = pool.x[idx].reshape(40, -1).astype(np.float64)
     y = pool.y[idx]
@@ -288,6 +295,125 @@ def test_wilson_fraction():
     assert all(math.isnan(v) for v in p1.wilson_fraction(0, 0))
 
 
-def test_cli_rejects_unknown_sweeps():
+def _require_ci_data(require_data):
+    from domaingap import profiles
+
+    cfg = profiles.get("p1_data", "ci")
+    for name in dict.fromkeys([m[0] for m in cfg["medical"]] + list(cfg["natural_datasets"])):
+        require_data(name)
+
+
+def test_cli_rejects_unknown_sweeps(require_data):
+    from domaingap.chapters import cli
+
+    _require_ci_data(require_data)  # the CLI lists the chapter's runs before it checks --only
+
     with pytest.raises(SystemExit):
-        p1.main(["--profile", "ci", "--only", "bogus"])
+        cli.main("p1", ["--profile", "ci", "--only", "bogus"])
+    with pytest.raises(ValueError, match="unknown sweep"):
+        p1.run_all("ci", only=("bogus",))
+
+
+# ----------------------------------------------------------------------------------------------- run graph
+
+def _qualname(fn) -> str:
+    fn = inspect.unwrap(fn)
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def test_code_closures_hold_what_shapes_each_result_and_no_analysis():
+    from domaingap import data, models, training
+    from domaingap.kernels import attacks, distances, intrinsic_dim, sharpness
+    from domaingap.runs import code
+
+    shared = [pools.preprocess, pools.task_pool, pools.task_split, pools.train_indices, pools._split_for,
+              data.load, data.sample_indices]
+    model = [training.fit, training.evaluate, models.build_model, models.build_configured, pools.run_data,
+             p1_runs.build]
+    wanted = {
+        p1_runs.geometry: shared + [pools.subsample, intrinsic_dim.mle, intrinsic_dim.twonn, sharpness.label_sharpness,
+                                    sharpness.label_sharpness_sampled, distances.min_cross_class_distance],
+        p1_runs.train: shared + model,
+        p1_runs.attack: shared + [models.build_model, pools.run_data, p1_runs.load_model, attacks.fgsm, attacks.pgd],
+        p1_runs.repr_dim: shared + [models.build_model, models.penultimate, p1_runs.load_model, p1_runs.representation,
+                                    intrinsic_dim.mle, intrinsic_dim.twonn],
+    }
+    # the chapter's analysis, loading, spec and task-listing code, and the notebooks' claims, never enter a key
+    outside = ("domaingap.chapters.p1.analysis.", "domaingap.chapters.p1.results.", "domaingap.chapters.p1.specs.",
+               "domaingap.claims.", "domaingap.chapters.p2", "domaingap.chapters.p3", "domaingap.profiles.")
+    analysis = [getattr(p1.analysis, n) for n in p1.analysis.__all__]
+    for kind, fns in wanted.items():
+        names = set(code.closure([kind]))
+        missing = [_qualname(f) for f in fns if _qualname(f) not in names]
+        assert not missing, f"{kind.name} closure lacks {missing}"
+        assert not [n for n in names if n.startswith(outside)], kind.name
+        assert not {_qualname(f) for f in analysis} & names
+        assert not {_qualname(f) for f in (p1.tasks, p1.random_pairs, p1.make_task, p1.train_specs)} & names
+    # one kind's function is not in another's closure: its upstream key stands for it
+    assert _qualname(p1_runs.train.fn) not in code.closure([p1_runs.attack])
+    assert _qualname(p1_runs.attack.fn) not in code.closure([p1_runs.train])
+
+
+def test_upstream_edges_and_keys_follow_the_training_run(require_data, monkeypatch):
+    require_data("mnist")
+    _, _, spec = _tiny_spec()
+    att = p1.attack_specs([spec], {"attacks": {"fgsm": [2]}, "pgd_steps": 1, "pgd_step_factor": 1, "sizes": None})[0]
+    rep = p1.repr_specs([spec], {"k": 5})[0]
+    a, r, t = p1_runs.attack(att), p1_runs.repr_dim(rep), p1_runs.train(spec)
+    assert a.upstream["model"].key == t.key == r.upstream["model"].key
+    assert a.record["upstream"] == {"model": {"kind": "p1_train", "key": t.key}}
+    # the upstream run's spec changes -> the downstream keys change
+    other = {**spec, "seed": 1}
+    a2 = p1_runs.attack({**att, "train": other})
+    assert a2.upstream["model"].key == p1_runs.train(other).key != t.key and a2.key != a.key
+    # a changed training function (its code hash) changes the training and attack keys, not the geometry's
+    geo_spec = p1.geometry_specs([p1.make_task("mnist", (0, 1))], {**DATA_CFG, "test_per_class": 8},
+                                 {"n": [40], "reps": 1, "k": 5, "kf_sample_images": 40})[0]
+    g = p1_runs.geometry(geo_spec)
+    own = p1_runs.attack.code_hash
+    monkeypatch.setitem(p1_runs.train.__dict__, "code_hash", "edited")
+    assert p1_runs.train(spec).key != t.key
+    assert p1_runs.attack(att).key != a.key and p1_runs.repr_dim(rep).key != r.key
+    assert p1_runs.attack.code_hash == own and p1_runs.geometry(geo_spec).key == g.key
+
+
+@pytest.mark.slow
+def test_keys_are_the_same_in_a_fresh_process(require_data):
+    """The code closure follows attribute calls into loaded modules only: importing the chapter must load every
+    module its runs reach (e.g. kernels.distances, which the kernels import lazily), whatever ran before."""
+    require_data("mnist")
+    _, _, spec = _tiny_spec()
+    geo = p1.geometry_specs([p1.make_task("mnist", (0, 1))], {**DATA_CFG, "test_per_class": 8},
+                            {"n": [40], "reps": 1, "k": 5, "kf_sample_images": 40})[0]
+    here = [p1_runs.geometry(geo).key, p1_runs.train(spec).key]
+    script = ("import json, sys; from domaingap.chapters.p1 import runs as k; s = json.load(sys.stdin); "
+              "print(k.geometry(s['geo']).key, k.train(s['train']).key)")
+    out = subprocess.run([sys.executable, "-c", script], input=json.dumps({"geo": geo, "train": spec}), text=True,
+                         capture_output=True, check=True, env={**os.environ}).stdout.split()
+    assert out == here
+
+
+def test_sweeps_name_every_run_the_notebooks_read(require_data):
+    _require_ci_data(require_data)
+    sw = p1.sweeps("ci")
+    assert list(sw) == list(p1.SWEEPS) == ["geometry", "train", "attack", "repr"]
+    kinds = {name: {r.kind.name for r in items} for name, items in sw.items()}
+    assert kinds == {"geometry": {"p1_geometry"}, "train": {"p1_train"}, "attack": {"p1_attack"},
+                     "repr": {"p1_repr"}}
+    train_keys = {r.key for r in sw["train"]}
+    assert len(train_keys) == len(sw["train"]) and len(sw["repr"]) == len(sw["train"])
+    assert {r.upstream["model"].key for r in sw["attack"] + sw["repr"]} <= train_keys
+    cfg = p1.configs("ci")
+    assert all(r.spec["train"]["n"] in cfg["fig3"]["sizes"] for r in sw["attack"])
+
+
+def test_published_numbers_are_data_with_their_source():
+    from domaingap import chapters
+
+    pub = p1.published()
+    assert pub == chapters.published("p1") and all(entry["source"] for entry in pub.values())
+    fig1 = pub["fig1"]["datasets"]
+    assert len(fig1) == 11 and sum(v["domain"] == "medical" for v in fig1.values()) == 7
+    assert fig1["OAI"] == {"domain": "medical", "d_data": 8.5, "kf_e4": 3.43}
+    assert pub["fgsm_delta_loss"]["datasets"]["DBC"] == 31.5 and pub["fgsm_r"]["value"] == 0.70
+    assert set(pub["fgsm_delta_loss"]["datasets"]) <= set(fig1)
