@@ -113,6 +113,12 @@ def _local_imports(code: types.CodeType, module: str) -> list[Any]:
     return found
 
 
+def _code_members(value: Any, roots: frozenset[str]) -> list[Any]:
+    """Our functions and classes held in a container constant (dict values, list/tuple items, one level)."""
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return [v for v in items if isinstance(v, (types.FunctionType, type)) and _ours(v, roots)]
+
+
 def _plain_constant(value: Any) -> bool:
     try:
         canonical.canonical(value)
@@ -171,8 +177,11 @@ def closure(items: Iterable[Any]) -> dict[str, str]:
                     todo.append(inspect.unwrap(value))
                 elif hasattr(value, "fn") and isinstance(getattr(value, "fn"), types.FunctionType) and _ours(value.fn, roots):
                     todo.append(value.fn)  # a run Kind referenced by name: its function
-                elif not isinstance(value, types.ModuleType) and n.isupper() and _plain_constant(value):
-                    found[f"const:{fn.__module__}.{n}"] = canonical.canonical(value)
+                elif not isinstance(value, types.ModuleType) and n.isupper():
+                    if _plain_constant(value):
+                        found[f"const:{fn.__module__}.{n}"] = canonical.canonical(value)
+                    else:  # a registry of functions, e.g. READERS = {"npz": read_npz}: follow its members
+                        todo += _code_members(value, roots)
             for mod in modules:  # attribute access on a domaingap module: module.fit -> fit (the list grows)
                 for n in names:
                     value = getattr(mod, n, None)
@@ -181,8 +190,11 @@ def closure(items: Iterable[Any]) -> dict[str, str]:
                             modules.append(value)  # kernels.attacks.pgd: follow into the submodule
                     elif isinstance(value, (types.FunctionType, type)) and _ours(value, roots):
                         todo.append(value)
-                    elif n.isupper() and value is not None and _plain_constant(value):
-                        found[f"const:{mod.__name__}.{n}"] = canonical.canonical(value)
+                    elif n.isupper() and value is not None:
+                        if _plain_constant(value):
+                            found[f"const:{mod.__name__}.{n}"] = canonical.canonical(value)
+                        else:
+                            todo += _code_members(value, roots)
     return found
 
 
