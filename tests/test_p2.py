@@ -12,7 +12,9 @@ from scipy import stats
 from sklearn import metrics
 from torch import nn
 
-from domaingap import artefacts, data, p2, paths
+from domaingap import data, paths, profiles, runs
+from domaingap.chapters import p2
+from domaingap.runs import code
 
 
 @pytest.fixture(autouse=True)
@@ -54,13 +56,51 @@ def test_tasks_are_consistent_with_the_registry():
         p2.get_task("organamnist")
 
 
+
+def test_tasks_yaml_is_validated_with_the_file_task_and_field_named(tmp_path):
+    import yaml
+
+    entries = yaml.safe_load(p2.tasks.TASKS_FILE.read_text())
+    assert {e["name"] for e in entries} == set(p2.TASKS)
+    assert p2.tasks.read_tasks(p2.tasks.TASKS_FILE) == p2.TASKS  # the chapter's list is the file's
+    good = {"name": "ct", "dataset": "mednist", "classes": [0, 3], "size": 28, "channels": 1, "medmnistc": None,
+            "title": "CT"}
+    assert p2.tasks.read_tasks(_yaml(tmp_path, [good]))["ct"].class_names == ("AbdomenCT", "ChestCT")
+    for bad, field in ((dict(good, size=0), "'size' = 0"), (dict(good, channels=2), "'channels' = 2"),
+                       (dict(good, classes=[0, 99]), "'classes' = [0, 99]"), (dict(good, dataset="nope"), "'dataset'"),
+                       (dict(good, colour=1), "unknown field(s) ['colour']")):
+        path = _yaml(tmp_path, [bad])
+        with pytest.raises(ValueError) as err:
+            p2.tasks.read_tasks(path)
+        assert str(path) in str(err.value) and "task 'ct'" in str(err.value) and field in str(err.value)
+    with pytest.raises(ValueError, match="listed twice"):
+        p2.tasks.read_tasks(_yaml(tmp_path, [good, good]))
+
+
+def _yaml(tmp_path, entries):
+    import yaml
+
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(entries))
+    return path
+
+
+def test_published_numbers_say_where_they_come_from():
+    from domaingap.chapters import published
+
+    pub = published("p2")
+    assert pub["ilyas_cifar10_clean_accuracy"]["values"] == {"D_R": 0.8486, "D_NR": 0.8779, "D_rand": 0.6327,
+                                                             "D_det": 0.4381}
+    assert pub["ilyas_cifar10_pgd_accuracy"]["values"] == {"D_R": 0.48, "D_NR": 0.0}
+    assert all("Ilyas" in entry["source"] for entry in pub.values())
+
 def test_model_and_dataset_specs():
     std = p2.model_spec("breastmnist", MCFG, 3)
     rob = p2.model_spec("breastmnist", MCFG, 3, robust=True)
     eps = p2.scaled_eps(0.5, (1, 28, 28))
     assert std["adversarial"] is None and std["seed"] == 3 and std["train_on"] == "clean"
     assert rob["adversarial"] == {"eps": eps, "steps": 2, "step_size": round(2.5 * eps / 2, 6), "norm": "l2"}
-    assert artefacts.key(std) != artefacts.key(rob)
+    assert p2.runs.train_run(std).key != p2.runs.train_run(rob).key
     det = p2.dataset_spec("det", std, TAB1)
     assert det["eps_grid"] == [eps, round(4 * eps, 6)] and det["step_ratio"] == 0.5 and det["source"] == std
     assert p2.dataset_spec("r", rob, TAB1)["n"] == 12
@@ -74,7 +114,8 @@ def test_model_and_dataset_specs():
         p2.dataset_spec("det", std, {**TAB1, "pgd_eps_multipliers": [0, 1]})
     fresh = p2.model_spec("breastmnist", MCFG, 3, train_on=det)
     assert fresh["train_on"]["source"] == std  # nested, JSON-able
-    artefacts.key(fresh)
+    p2.runs.train_run(fresh).key  # a valid spec (plain JSON data)
+    assert p2.runs.train_run(fresh).upstream["data"].spec == det  # its dataset is an upstream run
 
 
 def test_targets_det_changes_every_label_and_rand_is_uniform_and_seeded():
@@ -93,18 +134,18 @@ def test_targets_det_changes_every_label_and_rand_is_uniform_and_seeded():
 @pytest.mark.parametrize("n", [2, 3, 7, 50])
 def test_derangement_has_no_fixed_points(n):
     for seed in range(20):
-        perm = p2._derangement(n, np.random.default_rng(seed))
+        perm = p2.derangement(n, np.random.default_rng(seed))
         assert sorted(perm) == list(range(n)) and (perm != np.arange(n)).all()
 
 
 def test_head_is_a_seeded_random_nested_subset():
     x = torch.arange(20.0).view(20, 1)
     y = torch.arange(20)
-    xa, ya = p2._head(x, y, 5)
-    xb, yb = p2._head(x, y, 12)
+    xa, ya = p2.head(x, y, 5)
+    xb, yb = p2.head(x, y, 12)
     assert (ya == yb[:5]).all() and (xa[:, 0] == ya).all()  # nested prefixes, pairs kept
     assert not (ya == torch.arange(5)).all()  # not the first five (sorted test sets can be sorted by class)
-    assert sorted(p2._head(x, y, None)[1].tolist()) == list(range(20))
+    assert sorted(p2.head(x, y, None)[1].tolist()) == list(range(20))
 
 
 def test_balanced_class_weights_equalise_the_classes():
@@ -233,8 +274,6 @@ def test_corrupt_a_224_px_release_directly_and_shrink_it_to_the_model_size():
 
 
 def test_paper_profile_corrupts_the_224_px_release(monkeypatch):
-    from domaingap import profiles
-
     paper, default = profiles.get("p2_tab3", "paper"), profiles.get("p2_tab3", "default")
     assert p2.mmc_data_spec("pneumoniamnist", "pixelate", paper)["source_release"] == 224
     assert "source_release" not in p2.mmc_data_spec("pneumoniamnist", "pixelate", default)
@@ -261,22 +300,118 @@ def test_corrupt_rejects_bad_input():
     assert p2.corruption_category("gamma_corr_up") == "task-specific"
 
 
+
+# ----------------------------------------------------------------------------------------------- run kinds, keys
+
+KIND_SHAPERS = {  # run kind -> functions that shape its result and must be in its code closure
+    "train_run": ["domaingap.training.fit", "domaingap.training.evaluate", "domaingap.training.predict_proba",
+                  "domaingap.models.build_model", "domaingap.models.build_configured",
+                  "domaingap.chapters.p2.inputs.train_data", "domaingap.chapters.p2.inputs.test_data",
+                  "domaingap.chapters.p2.inputs.balanced_class_weights", "domaingap.chapters.p2.tasks.load_task",
+                  "domaingap.data.request.load"],
+    "dataset_run": ["domaingap.kernels.attacks.pgd", "domaingap.kernels._inversion.invert_representation",
+                    "domaingap.models.penultimate", "domaingap.chapters.p2.inputs.targets",
+                    "domaingap.chapters.p2.inputs.derangement", "domaingap.chapters.p2.inputs.load_model",
+                    "domaingap.chapters.p2.inputs.train_data"],
+    "robust_view_run": ["domaingap.chapters.p2.inputs.train_data", "domaingap.chapters.p2.inputs.load_model",
+                        "domaingap.models.build_model"],
+    "robust_eval_run": ["domaingap.kernels.attacks.pgd", "domaingap.chapters.p2.inputs.head",
+                        "domaingap.chapters.p2.inputs.test_data", "domaingap.chapters.p2.inputs.load_model"],
+    "mmc_data_run": ["domaingap.kernels.corruptions.corrupt", "domaingap.kernels.corruptions.to_uint8",
+                     "domaingap.chapters.p2.tasks.load_task", "domaingap.data.request.load_arrays"],
+    "mmc_eval_run": ["domaingap.chapters.p2.inputs.load_model", "domaingap.chapters.p2.runs.mmc_input_name",
+                     "domaingap.chapters.p2.tasks.load_task"],
+    "saliency_run": ["domaingap.kernels.saliency.input_saliency", "domaingap.kernels.saliency.rank_correlation",
+                     "domaingap.kernels.attacks.pgd", "domaingap.chapters.p2.inputs.head",
+                     "domaingap.chapters.p2.inputs.load_model"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(KIND_SHAPERS))
+def test_code_closure_of_each_run_kind_has_what_shapes_it_and_no_analysis(name):
+    import inspect
+
+    found = code.closure([getattr(p2.runs, name)])
+    assert f"domaingap.chapters.p2.runs.{name}" in found
+    missing = [f for f in KIND_SHAPERS[name] if f not in found]
+    assert not missing, f"{name}'s code hash misses {missing}"
+    assert "const:domaingap.chapters.p2.tasks.TASK_TABLE" in found  # editing tasks.yaml recomputes the runs
+    # editing a table, a statistic or the spec builders retrains nothing
+    analysis = [f"{fn.__module__}.{fn.__qualname__}" for mod in (p2.analysis, p2.specs)
+                for _, fn in inspect.getmembers(mod, inspect.isfunction) if fn.__module__ == mod.__name__]
+    assert len(analysis) > 15 and not [f for f in analysis if f in found]
+    assert not any(n.startswith(("domaingap.chapters.p2.analysis", "domaingap.chapters.p2.specs",
+                                 "domaingap.runs", "domaingap.claims")) for n in found)
+    other_kinds = [f"domaingap.chapters.p2.runs.{k}" for k in KIND_SHAPERS if k != name]
+    assert not [k for k in other_kinds if k in found]  # another kind's code enters only through its key
+
+
+def test_downstream_keys_follow_their_upstream_runs(monkeypatch):
+    std = p2.model_spec("breastmnist", MCFG, 0)
+    det = p2.dataset_spec("det", std, TAB1)
+    ds, fresh = p2.runs.dataset_run(det), p2.runs.train_run(p2.model_spec("breastmnist", MCFG, 0, train_on=det))
+    assert ds.upstream["source"].key == p2.runs.train_run(std).key
+    assert fresh.record["upstream"]["data"] == {"kind": "p2_dataset", "key": ds.key}
+    assert p2.runs.train_run(std).upstream == {}  # a model trained on the clean set has no upstream
+    # the source model's spec changes -> the dataset and the fresh model trained on it change
+    std2 = p2.model_spec("breastmnist", {**MCFG, "epochs": 2}, 0)
+    det2 = p2.dataset_spec("det", std2, TAB1)
+    assert p2.runs.dataset_run(det2).upstream["source"].key != ds.upstream["source"].key
+    assert p2.runs.dataset_run(det2).key != ds.key
+    assert p2.runs.train_run(p2.model_spec("breastmnist", MCFG, 0, train_on=det2)).key != fresh.key
+    # the source model's code changes (same specs): its dependents get new keys, unrelated runs keep theirs
+    mmc = p2.runs.mmc_data_run(p2.mmc_data_spec("breastmnist", "pixelate", {"n_test": 6, "corruption_seed": 0,
+                                                                              "work_size": 224}))
+    saliency = p2.runs.saliency_run(p2.saliency_spec(std, p2.model_spec("breastmnist", MCFG, 0, robust=True),
+                                                     {"n_images": 4, "eps_ref": 0.5, "pgd_steps": 2}))
+    before = {"ds": ds.key, "fresh": fresh.key, "mmc": mmc.key, "saliency": saliency.key}
+    monkeypatch.setitem(p2.runs.train_run.__dict__, "code_hash", "an-edited-train-run")
+    after = {"ds": p2.runs.dataset_run(det).key, "mmc": p2.runs.mmc_data_run(mmc.spec).key,
+             "fresh": p2.runs.train_run(fresh.spec).key, "saliency": p2.runs.saliency_run(saliency.spec).key}
+    assert {k for k in before if before[k] != after[k]} == {"ds", "fresh", "saliency"}
+
+
+def test_sweeps_list_every_run_the_notebooks_read():
+    sw = p2.sweeps("ci")
+    assert list(sw) == ["models", "tab2", "tab3", "fig1", "tab1"]
+    assert all(isinstance(r, runs.Run) for items in sw.values() for r in items)
+    mcfg, t1 = profiles.get("p2_models", "ci"), profiles.get("p2_tab1", "ci")
+    assert len(sw["models"]) == len(mcfg["tasks"]) * len(mcfg["seeds"]) * 2 == len(sw["tab2"]) // 2
+    tab1_keys = {r.key for r in sw["tab1"]}
+    plan = p2.specs.tab1_plan("ci")
+    assert len(plan) == len(mcfg["tasks"]) * len(t1["seeds"]) * len(t1["variants"]) + 2  # + D_NR, D_R
+    assert all(item[k].key in tab1_keys for item in plan for k in ("source", "dataset", "fresh", "view", "eval")
+               if item[k] is not None)
+    assert {item["variant"] for item in plan if item["eval"] is not None} == {"nr", "r"}
+    tab3 = p2.specs.tab3_plan("ci")
+    assert {r.key for r in sw["tab3"]} == {r.key for r in tab3["data"] + tab3["evals"]}
+    assert all(r.kind.name == "p2_mmc_data" for ev in tab3["evals"] for n, r in ev.upstream.items() if n != "model")
+    assert [r.kind.name for r in sw["fig1"]] == ["p2_saliency"]
+
+
+def test_cli_lists_the_sweeps(capsys):
+    from domaingap.chapters import cli
+
+    assert cli.main("p2", ["--profile", "ci", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "p2 tab1:" in out and "p2 fig1: 1 runs, 0 cached" in out
+
 # ----------------------------------------------------------------------------------------------- cached runs
 
 def test_models_datasets_and_evaluations_end_to_end(require_data):
     require_data("breastmnist")
     std = p2.model_spec("breastmnist", MCFG, 0)
     rob = p2.model_spec("breastmnist", MCFG, 0, robust=True)
-    res = p2.train_sweep([std, rob], progress=False)
-    for r in res:
+    entries = runs.compute([p2.runs.train_run(std), p2.runs.train_run(rob)], progress=False)
+    for r in (e.result for e in entries):
         assert r["n_train"] == 48 and len(r["test_pred"]) == 40 == r["test"]["n"]
         assert r["test"]["accuracy"] == np.mean(np.array(r["test_pred"]) == np.array(r["test_y"]))
-    assert p2.train_sweep([std], progress=False)[0]["_dir"] == res[0]["_dir"]  # cached
+    assert runs.compute([p2.runs.train_run(std)], progress=False)[0].path == entries[0].path  # cached
 
     eps = p2.scaled_eps(0.5, (1, 28, 28))
     x, y = p2.train_data(std)
     det_spec = p2.dataset_spec("det", std, TAB1)
-    det = artefacts.cached("p2_dataset", det_spec, p2.dataset_run, depends=p2.TRAIN_DEPENDS)
+    det = runs.compute([p2.runs.dataset_run(det_spec)], progress=False)[0].result
     xd, yd = p2.train_data(p2.model_spec("breastmnist", MCFG, 0, train_on=det_spec))
     assert det["label_kept"] == 0 and (yd == (y + 1) % 2).all()
     # the budget is the first of the grid reaching the target success on the calibration images, else the last
@@ -297,14 +432,15 @@ def test_models_datasets_and_evaluations_end_to_end(require_data):
     assert xr.shape == (12, 1, 28, 28) and len(yr) == 12 and 0 <= xr.min() and xr.max() <= 1
 
     fresh = p2.model_spec("breastmnist", MCFG, 0, train_on=det_spec)
-    ev = p2.robust_eval_sweep([p2.robust_eval_spec(fresh, TAB2, apgd=True, sweep=True)], progress=False)[0]
+    ev = runs.compute([p2.runs.robust_eval_run(p2.robust_eval_spec(fresh, TAB2, apgd=True, sweep=True))],
+                      progress=False)[0].result
     assert ev["n_attack"] == 24 and 0 <= ev["pgd_accuracy"] <= 1 and len(ev["pgd_correct"]) == 24
     assert ev["apgd"]["n"] == 8 and ev["apgd"]["worst_case_accuracy"] <= ev["apgd"]["apgd_accuracy"]
     acc = ev["sweep"]["accuracy"]
     # eps = 0 is the clean accuracy of those images; a bigger budget cannot help a 1-epoch model (which may
     # be constant, so "reaches 0" is left to the notebooks' real models)
     model, _ = p2.trained(fresh)
-    xs, ys = p2._head(*p2.test_data(fresh), 8)
+    xs, ys = p2.head(*p2.test_data(fresh), 8)
     assert acc[0] == pytest.approx(float((model(xs).argmax(1) == ys).float().mean()))
     assert acc[2] <= acc[0]
 
@@ -320,12 +456,12 @@ def test_medmnistc_data_and_eval_runs(require_data):
     assert stacks.shape == (5, 6, 1, 28, 28) and stacks.dtype == np.uint8
     assert stacks[4].mean() > stacks[0].mean()
     ev_spec["data"] = ev_spec["data"][:2]  # clean round trip + pixelate keep the test fast
-    ev = artefacts.cached("p2_mmc_eval", ev_spec, p2.mmc_eval_run, depends=p2.TRAIN_DEPENDS)
+    ev = runs.compute([p2.runs.mmc_eval_run(ev_spec)], progress=False)[0].result
     assert [(r["corruption"], r["severity"]) for r in ev["rows"]] == [("none", 0)] + [("pixelate", s) for s in range(1, 6)]
     assert all(0 <= r["balanced_accuracy"] <= 1 for r in ev["rows"])
     # paper: the same test images from the 224 px release; offline the run names the missing file
     with pytest.raises(data.DataFileError, match="breastmnist_224.npz"):
-        p2.mmc_data_run(p2.mmc_data_spec("breastmnist", "pixelate", {**cfg, "source_release": True}), None)
+        p2.runs.mmc_data_run.fn(p2.mmc_data_spec("breastmnist", "pixelate", {**cfg, "source_release": True}), {}, None)
 
 
 @pytest.mark.gpu
@@ -333,10 +469,10 @@ def test_medmnistc_data_and_eval_runs(require_data):
 def test_runs_use_cuda(require_data):
     require_data("breastmnist")
     std = p2.model_spec("breastmnist", MCFG, 0)
-    res = p2.train_sweep([std], progress=False)[0]
+    res = runs.compute([p2.runs.train_run(std)], progress=False)[0].result
     model, _ = p2.trained(std)
     assert res["device"].startswith("cuda") and next(model.parameters()).device.type == "cuda"
-    det = artefacts.cached("p2_dataset", p2.dataset_spec("det", std, TAB1), p2.dataset_run, depends=p2.TRAIN_DEPENDS)
+    det = runs.compute([p2.runs.dataset_run(p2.dataset_spec("det", std, TAB1))], progress=False)[0].result
     assert det["device"].startswith("cuda") and det["label_kept"] == 0
 
 

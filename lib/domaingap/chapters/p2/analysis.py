@@ -1,0 +1,228 @@
+"""Chapter P2's analysis: the results the notebooks read, assembled from computed entries, and the statistics of
+its claims. Nothing here is part of an artefact key: editing it retrains nothing.
+
+- One function per table (:func:`tab1_rows`, :func:`tab2_rows`, :func:`tab3_results`, :func:`fig1_result`):
+  computes the table's runs through :func:`domaingap.runs.compute` (a lookup when the sweeps ran first; what is
+  missing is computed, upstream first) and assembles its rows (:func:`tab1_table`, ...: entries in, rows out).
+- Single results for notebooks and tests: :func:`trained`, :func:`train_data`, :func:`mmc_data`,
+  :func:`robust_view`.
+- Statistics (Tab. 1's tests against chance, Tab. 2 / Tab. 3 / Fig. 1's paired tests): :func:`majority_rate`,
+  :func:`chance_tests`, :func:`t_interval`, :func:`paired_test`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ... import devices
+from ... import runs as runlib
+from . import inputs, runs, specs
+
+__all__ = ["chance_tests", "fig1_result", "majority_rate", "mmc_data", "paired_test", "robust_view", "t_interval",
+           "tab1_rows", "tab1_table", "tab2_rows", "tab2_table", "tab3_results", "tab3_table", "test_data",
+           "train_data", "trained"]
+
+
+def _computed(items: Sequence[runlib.Run], progress: bool, desc: str) -> dict[str, runlib.Entry]:
+    """``{key: entry}`` of ``items`` (computed where missing)."""
+    entries = runlib.compute(list(items), progress=progress, desc=desc)
+    return {r.key: e for r, e in zip(items, entries)}
+
+
+def _model_label(spec: dict) -> str:
+    return "robust" if spec["adversarial"] else "standard"
+
+
+# ----------------------------------------------------------------------------------------------- single results
+
+def trained(spec: dict, device=None):
+    """The trained model of a model spec (trained now if it is not in the artefacts), in eval mode on
+    ``device`` (default :func:`domaingap.devices.default_device`), and its result dict."""
+    entry = runlib.compute([runs.train_run(spec)], progress=False)[0]
+    return inputs.load_model(spec, entry, device or devices.default_device()), entry.result
+
+
+def train_data(spec: dict):
+    """Training tensors of a model spec (its constructed dataset computed now if missing): ``x (N, C, S, S)``
+    float32 in [0, 1], ``y (N,)`` int64 (CPU)."""
+    if spec["train_on"] == "clean":
+        return inputs.train_data(spec)
+    return inputs.train_data(spec, runlib.compute([runs.dataset_run(spec["train_on"])], progress=False)[0])
+
+
+test_data = inputs.test_data
+
+
+def mmc_data(spec: dict) -> np.ndarray:
+    """The corrupted stacks of a ``p2_mmc_data`` spec (computed now if missing): uint8 ``(S, N, C, H, W)``."""
+    return np.load(runlib.compute([runs.mmc_data_run(spec)], progress=False)[0].file("x.npy"))
+
+
+def robust_view(dspec: dict, robust: dict) -> dict:
+    """How the robust model spec ``robust`` sees the D_rand / D_det set ``dspec`` (the ``p2_robust_view`` run;
+    both models and the set are computed now if missing)."""
+    return runlib.compute([runs.robust_view_run(specs.robust_view_spec(dspec, robust))], progress=False)[0].result
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+def tab1_table(plan: list[dict], done: dict[str, runlib.Entry]) -> list[dict]:
+    """One row per fresh model of Tab. 1 (``plan``: :func:`.specs.tab1_plan`; ``done``: entries by key)."""
+    rows = []
+    for item in plan:
+        ds, res = done[item["dataset"].key].result, done[item["fresh"].key].result
+        row = {"task": item["task"], "seed": item["seed"], "variant": item["variant"], "dataset": ds,
+               "test": res["test"], "test_pred": res["test_pred"], "test_y": res["test_y"],
+               "source_test": done[item["source"].key].result["test"], "eps": ds.get("eps"),
+               "n_train": res["n_train"]}
+        if item["view"] is not None:
+            row["robust_view"] = done[item["view"].key].result
+        if item["eval"] is not None:
+            r = done[item["eval"].key].result
+            row["pgd_accuracy"], row["pgd_clean_accuracy"] = r["pgd_accuracy"], r["clean_accuracy"]
+            row["pgd_correct"] = r["pgd_correct"]
+        rows.append(row)
+    return rows
+
+
+def tab1_rows(profile: str, progress: bool = True) -> list[dict]:
+    """Tab. 1 at ``profile``: source models, constructed datasets and the fresh models trained on them (each
+    D_rand / D_det set checked by the robust model, each D_NR / D_R model attacked). One row per fresh model."""
+    plan = specs.tab1_plan(profile)
+    return tab1_table(plan, _computed(specs.tab1_runs(profile, plan), progress, "P2 Tab. 1"))
+
+
+def tab2_table(plan: list[dict], done: dict[str, runlib.Entry]) -> list[dict]:
+    """One row per model of Tab. 2 (``plan``: :func:`.specs.tab2_plan`)."""
+    rows = []
+    for item in plan:
+        s, r, e = item["model"].spec, done[item["model"].key].result, done[item["eval"].key].result
+        rows.append({"task": s["task"], "seed": s["seed"], "model": _model_label(s),
+                     "eps_train": (s["adversarial"] or {}).get("eps"), "test": r["test"], "eval": e,
+                     "train_seconds": r["seconds"]})
+    return rows
+
+
+def tab2_rows(profile: str, progress: bool = True) -> list[dict]:
+    """Tab. 2 at ``profile``: standard and robust models of every task x seed and their robustness evaluation
+    (with the APGD and eps-sweep checks on ``check_seeds``). One row per model."""
+    plan = specs.tab2_plan(profile)
+    return tab2_table(plan, _computed([r for i in plan for r in (i["model"], i["eval"])], progress, "P2 Tab. 2"))
+
+
+def tab3_table(plan: dict, done: dict[str, runlib.Entry]) -> dict:
+    """Tab. 3's ``{"rows": one per model x corruption x severity, "strength": RMS pixel change per task x
+    corruption x severity, "data_specs": the corrupted-set specs}`` (``plan``: :func:`.specs.tab3_plan`)."""
+    strength = []
+    for d in plan["data"]:
+        spec, r = d.spec, done[d.key].result
+        strength += [{"task": spec["task"], "registry": spec["registry"], "corruption": spec["corruption"],
+                      "severity": sev + 1 if spec["corruption"] != "none" else 0, "rms_change": r["rms_change"][i],
+                      "rms_vs_original": r["rms_vs_original"][i], "rms_change_work": r["rms_change_work"][i]}
+                     for i, sev in enumerate(r["severities"])]
+    rows = []
+    for ev in plan["evals"]:
+        s, e = ev.spec["model"], done[ev.key].result
+        rows += [{"task": s["task"], "seed": s["seed"], "model": _model_label(s), "n": e["n"], **r} for r in e["rows"]]
+    return {"rows": rows, "strength": strength, "data_specs": [d.spec for d in plan["data"]]}
+
+
+def tab3_results(profile: str, progress: bool = True) -> dict:
+    """Tab. 3 at ``profile``: MedMNIST-C corrupted test sets of every task with a registry entry and the
+    evaluation of its standard and robust models (see :func:`tab3_table`)."""
+    plan = specs.tab3_plan(profile)
+    return tab3_table(plan, _computed(plan["data"] + plan["evals"], progress, "P2 Tab. 3"))
+
+
+def fig1_result(profile: str, progress: bool = True):
+    """The Fig. 1 analogue at ``profile``: ``(result, maps)``, the saliency run's result dict (``eps``, ``n``,
+    per model ``rho``, ``clean_accuracy``, ``adv_accuracy``) and its ``maps.npz`` (images, adversarial images,
+    saliency maps, predictions)."""
+    entry = runlib.compute([specs.fig1_plan(profile)], progress=progress, desc="P2 Fig. 1")[0]
+    return entry.result, np.load(entry.file("maps.npz"))
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+
+def majority_rate(y) -> float:
+    """Accuracy of always predicting the most frequent class of ``y`` (int labels ``(N,)``)."""
+    y = np.asarray(y).reshape(-1)
+    if y.size == 0:
+        raise ValueError("y is empty")
+    return float(np.bincount(y).max() / y.size)
+
+
+def _balanced_accuracy_vec(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    # y_pred (..., N): mean per-class recall over the classes present in y_true, vectorised over leading axes
+    recalls = [np.mean(y_pred[..., y_true == c] == c, axis=-1) for c in classes]
+    return np.mean(recalls, axis=0)
+
+
+def chance_tests(y_true, y_pred, *, n_resamples: int = 9999, seed: int = 0) -> dict:
+    """Is a classifier better than chance on a fixed test set?
+
+    - accuracy vs the majority rate ``p0`` (the best accuracy without looking at the image): exact one-sided
+      binomial test ``binomtest(correct, n, p0, alternative="greater")``;
+    - balanced accuracy vs ``1 / K`` (its value for any prediction independent of the image): one-sided
+      permutation test of the pairing between labels and predictions (``scipy.stats.permutation_test``,
+      ``permutation_type="pairings"``), whose null distribution is exact up to Monte Carlo error.
+
+    Args: ``y_true``, ``y_pred``: int labels ``(N,)``. Returns a dict of the statistics and p-values.
+    """
+    from scipy import stats
+
+    y_true = np.asarray(y_true).reshape(-1)
+    y_pred = np.asarray(y_pred).reshape(-1)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"y_true and y_pred must be non-empty and of equal length, got {y_true.shape} and "
+                         f"{y_pred.shape}")
+    classes = np.unique(y_true)
+    n = int(y_true.size)
+    correct = int((y_true == y_pred).sum())
+    p0 = majority_rate(y_true)
+    binom = stats.binomtest(correct, n, p0, alternative="greater")
+    bacc = float(_balanced_accuracy_vec(y_true, y_pred, classes))
+    if len(classes) < 2:
+        p_perm = math.nan
+    else:
+        perm = stats.permutation_test((y_pred,), lambda p, axis=-1: _balanced_accuracy_vec(y_true, p, classes),
+                                      permutation_type="pairings", n_resamples=n_resamples, vectorized=True,
+                                      alternative="greater", rng=np.random.default_rng(seed))
+        p_perm = float(perm.pvalue)
+    return {"n": n, "correct": correct, "accuracy": correct / n, "majority_rate": p0, "p_accuracy": float(binom.pvalue),
+            "balanced_accuracy": bacc, "chance_balanced": 1.0 / len(classes), "p_balanced": p_perm}
+
+
+def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided t-based confidence interval of ``values`` (1-D); NaN bounds for fewer than 2 values."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    if v.size < 2:
+        return m, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return m, m - half, m + half
+
+
+def paired_test(diff) -> dict:
+    """One-sample summary of paired differences ``diff`` (1-D): mean, median, t-interval, the two-sided
+    Wilcoxon signed-rank p-value (``scipy.stats.wilcoxon``; NaN when all differences are 0 or n < 2) and the
+    number of positive / negative differences."""
+    from scipy import stats
+
+    d = np.asarray(diff, dtype=np.float64).reshape(-1)
+    d = d[np.isfinite(d)]
+    mean, lo, hi = t_interval(d)
+    p = math.nan
+    if d.size >= 2 and np.any(d != 0):
+        p = float(stats.wilcoxon(d, alternative="two-sided").pvalue)
+    return {"n": int(d.size), "mean": mean, "ci_low": lo, "ci_high": hi,
+            "median": float(np.median(d)) if d.size else math.nan, "wilcoxon_p": p,
+            "n_pos": int((d > 0).sum()), "n_neg": int((d < 0).sum())}
