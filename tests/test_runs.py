@@ -153,6 +153,13 @@ def test_process_pool_computes_the_graph_and_replaces_dead_workers(store, tmp_pa
     assert os.getpid() not in pids  # computed by workers
 
 
+@pytest.mark.slow
+def test_dask_local_cluster_computes_the_graph(store):
+    out = runs.compute([run_kinds.total({"items": [5, 6]})], store=store, executor="dask", progress=False)
+    assert out[0].result["total"] == 61
+    assert store.lookup("t_square", run_kinds.square({"i": 6}).key).result["pid"] != os.getpid()
+
+
 # ------------------------------------------------------------------------------------------------ editing code
 CHAPTER = '''
 from pathlib import Path

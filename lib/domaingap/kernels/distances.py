@@ -6,36 +6,50 @@ Pope et al. 2021 and Konz & Mazurowski, ICLR 2024) need each image's k nearest
 neighbours, and label sharpness K_F needs the closest pair of images with different
 labels. This module computes both exactly, without ever forming an N x N matrix.
 
-Algorithm (same kernel for both):
+Algorithm (same streaming kernel for both):
 
-1. **Centre** the data on the (float64) mean of the reference set. Distances are
-   translation invariant, and centring removes the large common offset of pixel data
-   ([0, 255] images have norms ~ 128 sqrt(D)), which is what makes the float32 Gram
-   trick ``||a||^2 + ||b||^2 - 2 a.b`` cancel catastrophically.
-2. **Stream** blocks of ``chunk_size x chunk_size`` squared distances through one float32
-   GEMM each (``torch.addmm``) and keep, per query row, the ``k + extra`` smallest
-   candidates (a running top-k, or a running minimum for the cross-class search). For the
-   self-kNN of one set only blocks on and above the block diagonal are computed, and each
-   block updates both its rows and its columns, halving the GEMM work. The per-block
-   top-k is two-level (minima of groups of 8 columns first), which makes it cheaper than
-   the GEMM it follows. Memory is O(N (k + extra) + chunk_size^2).
-3. **Refine** the kept candidates exactly: their squared distances are recomputed as
-   float64 sums of squared *differences of the original inputs* (exact duplicates give
-   exactly 0), then re-sorted by (distance, index). For integer data with a small range
-   (uint8 pixels, or [0, 255] floats) the same sums are formed exactly in float32 tiles,
-   which halves the memory traffic of this pass.
-4. **Certify** each row: a point outside the candidate set has an approximate distance at
-   least the largest kept one; if that, minus a bound on the float32 error, still exceeds
-   the refined k-th distance, no neighbour can have been missed. Rows that fail (near-ties
-   at the boundary, rare) are recomputed with the same streaming kernel in float64 and
-   refined again. The float32 error bound is ``C(D) u (||a||^2 + max ||b||^2)`` with u the
-   float32 unit roundoff and C(D) a statistical (not worst-case) factor calibrated on
-   centred image data; see :data:`_tol_factor`.
+1. **Working copy.** Integer data whose values span at most 256 consecutive integers
+   (uint8 pixels, or [0, 255] floats with integer values) is shifted to int8. Squared
+   distances ``||a||^2 + ||b||^2 - 2 a.b`` are then *exact* integers: a.b comes from one int8
+   GEMM with int32 accumulation per block (``torch._int_mm``; |a.b| <= 128^2 D < 2^31), so
+   no refinement or certificate is needed, and the int8 GEMM is several times faster than a
+   float32 one (VNNI on x86, IMMA on NVIDIA). Any other data is **centred** on the float64
+   mean of the reference set and rounded to float32: distances are translation invariant,
+   and centring removes the large common offset that makes the float32 Gram trick cancel
+   catastrophically.
+2. **Stream** blocks of ``chunk_size x chunk_size`` squared distances (exact int32, or
+   float32 from one ``addmm``) and keep, per point, the ``kc`` smallest (``kc = k`` on the
+   exact path, ``k + extra`` on the float32 path). For the self-kNN of one set only blocks on
+   and above the block diagonal are computed: first the diagonal squares, whose dense
+   top-k gives every point a threshold (its kc-th smallest distance within its own stripe),
+   then every off-diagonal block once, offered to its rows *and* its columns. Offers go
+   through a threshold filter (block minima over groups of 64 columns / 16 rows, then only
+   the groups that beat a point's current kc-th value), and the few survivors are merged
+   sparsely; no per-block top-k. For K_F the points are sorted by label and only the
+   cross-class blocks (class c against the classes after it: n0 x n1 for two classes) are
+   computed, keeping only the running minimum. Memory is O(N kc + chunk_size^2) plus the
+   working copy (N x D int8 or float32).
+3. **Refine** (float32 path only) exactly: the squared distances of the k best candidates
+   by float32 value, and of any further candidate whose float32 value lies within twice the
+   error bound of the k-th, are recomputed as float64 sums of squared *differences of the
+   original inputs* (exact duplicates give exactly 0), then sorted by (distance, index).
+   Candidates further out cannot be among the k nearest, so they are not refined. For
+   integer data with a larger range (<= 4096) the same sums are formed exactly in float32
+   tiles. For K_F every cross-class pair whose float32 value lies within twice the error
+   bound of the smallest one is refined (usually one or two pairs).
+4. **Certify** (float32 path only) each row: a point outside the candidate set has a float32
+   distance at least the largest kept one; if that, minus a bound on the float32 error, still
+   exceeds the refined k-th distance, no neighbour can have been missed. Rows that fail
+   (near-ties at the boundary, rare) are recomputed with the same streaming kernel in
+   float64 and refined again. The float32 error bound is ``C(D) u (||a||^2 + max ||b||^2)``
+   with u the float32 unit roundoff and C(D) a statistical (not worst-case) factor
+   calibrated on centred image data; see :data:`_tol_factor`.
 
 Inputs are (N, D) or (N, C, H, W) tensors or NumPy arrays (flattened per row); the
 computation runs on the device of the input tensor (NumPy inputs run on the CPU and come
 back as NumPy). TF32 matrix products are switched off for the duration of a call: the
-candidate search relies on full float32 products.
+candidate search relies on full float32 products. Where ``torch._int_mm`` is unavailable
+(checked once per device type), integer data takes the float32 path, with the same results.
 
 References: Konz & Mazurowski, ICLR 2024 (arXiv 2401.08865), Sec. 3; Pope et al.,
 ICLR 2021 (github.com/ppope/dimensions), whose ``KNNComputerNoCheck`` is replaced here.
@@ -49,15 +63,20 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._knn_core import (
+from ._knn_core import (  # noqa: F401  (_Points, _column_mean, ... are used by tests and sibling kernels)
     _U32,
+    _U64,
+    _FloatGram,
     _Points,
     _check_chunk,
     _column_mean,
+    _engine,
     _exact_sq,
     _extra_candidates,
     _sort_candidates,
-    _stream_smallest,
+    _stream_cross_min_approx,
+    _stream_cross_min_exact,
+    _stream_knn,
     _tol_factor,
 )
 from ._validation import as_labels, as_points, check_int, is_numpy_input
@@ -74,38 +93,62 @@ class CrossClassPair(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------
-# certified exact search (step 4; the streaming and refinement are in _knn_core)
+# exact search: streaming (exact int8 path, or float32 + refinement + certificate)
+
+
+def _refine_candidates(ref: _Points, q: _Points, approx: torch.Tensor, idx: torch.Tensor, k: int, tol: torch.Tensor):
+    """Exact squared distances of the candidates that can be among the k nearest, sorted.
+
+    approx/idx (M, kc): float32 values and indices of the kept candidates. Refines the k best by
+    approx and those within 2 tol of the k-th approx (any other candidate has an exact value above
+    the exact value of each of the k best by approx, so it cannot be among the k nearest).
+    Returns (sq (M, kc) float64 with +inf where not refined, idx (M, kc)), sorted by (sq, index).
+    """
+    a64, order = torch.sort(approx.to(torch.float64), dim=1)
+    idx = torch.gather(idx, 1, order)
+    m, kc = idx.shape
+    sq = torch.full((m, kc), math.inf, dtype=torch.float64, device=idx.device)
+    sq[:, :k] = _exact_sq(ref, q, idx[:, :k])
+    if kc > k:
+        rows, cols = (a64[:, k:] <= (a64[:, k - 1] + 2 * tol)[:, None]).nonzero(as_tuple=True)
+        if rows.numel():
+            cols = cols + k
+            sq[rows, cols] = _exact_sq(ref, q.subset(rows), idx[rows, cols][:, None])[:, 0]
+    return _sort_candidates(sq, idx)
 
 
 def _knn_sq(
-    ref: _Points, k: int, *, query: _Points | None, chunk: int
+    ref: _Points, k: int, *, query: _Points | None, chunk: int, exact_int: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact squared distances (M, k) float64 and indices (M, k) of the k nearest refs."""
     self_mode = query is None
     q = ref if self_mode else query
     n_avail = ref.n - 1 if self_mode else ref.n
+    dev = ref.orig.device
+    eng = _engine(ref, query, exact_int=exact_int)
+    common = dict(n_query=q.n, n_ref=ref.n, symmetric=self_mode, chunk=chunk, device=dev)
+    if eng.exact:
+        return _stream_knn(eng, k, **common).sorted_exact()
     kc = min(n_avail, k + _extra_candidates(k))
-    approx, idx = _stream_smallest(ref, kc, query=query, chunk=chunk)
-    sq = _exact_sq(ref, q, idx)
-    sq, idx_sorted = _sort_candidates(sq, idx)
+    st = _stream_knn(eng, kc, **common)
+    tol = _tol_factor(ref.d) * _U32 * (q.sq().to(torch.float64) + ref.sq_max())
+    sq, idx = _refine_candidates(ref, q, st.v, st.i, k, tol)
     if kc < n_avail:
-        # Certificate: any non-candidate has approx >= max(approx of candidates).
-        tol = _tol_factor(ref.d) * _U32 * (q.sq().to(torch.float64) + ref.sq_max())
-        bound = approx.to(torch.float64).amax(dim=1) - tol
-        bad = (bound < sq[:, k - 1]).nonzero()[:, 0]
+        # Certificate: any non-candidate has approx >= the row's threshold (largest kept approx), so
+        # an exact value > thr - tol. Strict: a non-candidate cannot even tie with the k-th, so ties
+        # at the k-th are resolved by index among the candidates, as on the exact path.
+        bound = st.thr.to(torch.float64) - tol
+        bad = (bound <= sq[:, k - 1]).nonzero()[:, 0]
         if bad.numel():
             sub = q.subset(bad)
-            a64, i64 = _stream_smallest(
-                ref,
-                kc,
-                query=sub,
+            eng64 = _FloatGram(ref, sub, torch.float64)
+            st64 = _stream_knn(
+                eng64, kc, n_query=sub.n, n_ref=ref.n, symmetric=False, chunk=chunk, device=dev,
                 query_index=bad if self_mode else None,
-                chunk=chunk,
-                dtype=torch.float64,
             )
-            s64, i64 = _sort_candidates(_exact_sq(ref, sub, i64), i64)
-            sq[bad], idx_sorted[bad] = s64, i64
-    return sq[:, :k], idx_sorted[:, :k]
+            s64, i64 = _sort_candidates(_exact_sq(ref, sub, st64.i), st64.i)
+            sq[bad, :kc], idx[bad, :kc] = s64, i64
+    return sq[:, :k], idx[:, :k]
 
 
 # --------------------------------------------------------------------------------------
@@ -131,7 +174,8 @@ def knn(x: Any, k: int, *, query: Any = None, chunk_size: int | None = None):
     ----------
     x : tensor or array, shape (N, D) or (N, C, H, W)
         Reference points; images are flattened to D = C*H*W pixels. Any real dtype
-        (uint8 images are kept as integers for exact refinement).
+        (uint8 images, or integer-valued floats spanning <= 256 values, take the exact int8
+        path).
     k : int
         Number of neighbours, 1 <= k <= N - 1 (self-search) or 1 <= k <= N (query mode).
     query : tensor or array, shape (M, D) or (M, C, H, W), optional
@@ -139,8 +183,9 @@ def knn(x: Any, k: int, *, query: Any = None, chunk_size: int | None = None):
         point of ``x`` among the *other* points of ``x`` are returned; the point itself is
         excluded by index, so an exact duplicate still appears at distance 0.
     chunk_size : int, optional
-        Rows per block of the streamed distance matrix (default 2048 on CPU, 8192 on
-        CUDA). Memory is O(N k + chunk_size^2); results do not depend on it.
+        Rows (and columns) per block of the streamed distance matrix (default 1024 on CPU,
+        8192 on CUDA). Memory is O(N k + chunk_size^2) plus one working copy of x (int8 for
+        small-range integer data, float32 otherwise); results do not depend on it.
 
     Returns
     -------
@@ -165,8 +210,8 @@ def knn(x: Any, k: int, *, query: Any = None, chunk_size: int | None = None):
         qt = _prepare_query(query, xt)
         k = check_int("k", k, low=1, high=n, hint=f" (x has N={n} points)")
     chunk = _check_chunk(chunk_size, xt.device)
-    ref = _Points(xt, _column_mean(xt))
-    qp = None if qt is None else _Points(qt, ref.mean)
+    ref = _Points(xt)  # centred on its own mean, computed only if the float32 path needs it
+    qp = None if qt is None else _Points(qt, ref)
     sq, idx = _knn_sq(ref, k, query=qp, chunk=chunk)
     dist = sq.sqrt()
     if is_numpy_input(x):
@@ -174,38 +219,46 @@ def knn(x: Any, k: int, *, query: Any = None, chunk_size: int | None = None):
     return dist, idx
 
 
-def _cross_class_min_sq(pts: _Points, labels: torch.Tensor, chunk: int) -> tuple[float, int, int]:
-    """Exact min over pairs with different labels of the squared distance, and the pair."""
-    approx, idx = _stream_smallest(pts, 1, labels=labels, chunk=chunk)
-    approx = approx[:, 0].to(torch.float64)
-    j = idx[:, 0]
-    tol = _tol_factor(pts.d) * _U32 * (pts.sq().to(torch.float64) + pts.sq_max())
-    a_min = float(approx.min())
-    # Every pair whose exact value could be the minimum has approx <= a_min + 2 tol.
-    rows = (approx <= a_min + 2 * tol).nonzero()[:, 0]
-    sq = _exact_sq(pts, pts.subset(rows), j[rows, None])[:, 0]
-    b = int(sq.argmin())
-    best, bi, bj = float(sq[b]), int(rows[b]), int(j[rows[b]])
-    if best > 0.0:
-        # Rows whose running minimum lies within tol of the exact minimum might hide a
-        # second, closer partner behind it: recheck them in float64 (usually 2 rows).
-        unsure = (approx < best + tol).nonzero()[:, 0]
-        sub = pts.subset(unsure)
-        a64, i64 = _stream_smallest(
-            pts,
-            1,
-            query=sub,
-            query_index=unsure,
-            labels=labels,
-            query_labels=labels[unsure],
-            chunk=chunk,
-            dtype=torch.float64,
-        )
-        sq64 = _exact_sq(pts, sub, i64)[:, 0]
-        b64 = int(sq64.argmin())
-        if float(sq64[b64]) < best:
-            best, bi, bj = float(sq64[b64]), int(unsure[b64]), int(i64[b64, 0])
-    return best, min(bi, bj), max(bi, bj)
+def _class_sorted(xt: torch.Tensor, labels: torch.Tensor):
+    """(rows sorted by label, perm: sorted position -> original index, [(start, end)] per class)."""
+    perm = torch.sort(labels, stable=True).indices
+    lab = labels[perm]
+    _, counts = torch.unique_consecutive(lab, return_counts=True)
+    ends = torch.cumsum(counts, 0).tolist()
+    bounds = list(zip([0] + ends[:-1], ends))
+    if bool((perm == torch.arange(len(perm), device=perm.device)).all()):
+        return xt, perm, bounds  # already sorted: no copy
+    return xt[perm], perm, bounds
+
+
+def _cross_class_min_sq(
+    xt: torch.Tensor, labels: torch.Tensor, chunk: int, *, exact_int: bool = True
+) -> tuple[float, int, int]:
+    """Exact min over pairs with different labels of the squared distance, and the pair (i < j).
+
+    Only cross-class blocks are computed (points sorted by label). Among exact ties the
+    lexicographically smallest pair (i, j) is returned.
+    """
+    xs, perm, bounds = _class_sorted(xt, labels)
+    n = xs.shape[0]
+    pts = _Points(xs)
+    eng = _engine(pts, None, exact_int=exact_int)
+    if eng.exact:
+        best, (i, j) = _stream_cross_min_exact(eng, bounds, n, chunk, perm)
+        return float(best), i, j
+    # Every pair whose exact value could be the minimum has approx <= min(approx) + 2 tol.
+    tol = _tol_factor(pts.d) * _U32 * 2 * pts.sq_max()
+    pool = _stream_cross_min_approx(eng, bounds, n, chunk, tol)
+    if pool is None:  # very many near-ties: the same search in float64
+        tol64 = _tol_factor(pts.d) * _U64 * 2 * pts.sq_max() * (1 + 1e-6)
+        pool = _stream_cross_min_approx(_FloatGram(pts, None, torch.float64), bounds, n, chunk, tol64, cap=2**62)
+    sq = _exact_sq(pts, pts.subset(pool[:, 0]), pool[:, 1:2])[:, 0]
+    oi, oj = perm[pool[:, 0]], perm[pool[:, 1]]
+    lo, hi = torch.minimum(oi, oj), torch.maximum(oi, oj)
+    best = float(sq.min())
+    at = (sq == best).nonzero()[:, 0]
+    b = at[int(torch.argmin(lo[at] * n + hi[at]))]
+    return best, int(lo[b]), int(hi[b])
 
 
 def min_cross_class_distance(x: Any, y: Any, *, chunk_size: int | None = None) -> CrossClassPair:
@@ -231,8 +284,7 @@ def min_cross_class_distance(x: Any, y: Any, *, chunk_size: int | None = None) -
     if n_classes < 2:
         raise ValueError(f"y has a single class ({int(lab[0])}); cross-class distances need at least two classes")
     chunk = _check_chunk(chunk_size, xt.device)
-    pts = _Points(xt, _column_mean(xt))
-    best, i, j = _cross_class_min_sq(pts, lab, chunk)
+    best, i, j = _cross_class_min_sq(xt, lab, chunk)
     return CrossClassPair(math.sqrt(best), i, j)
 
 
