@@ -84,6 +84,9 @@ def _run_measure(args: argparse.Namespace) -> int:
           f"TwoNN = {g.twonn.estimate:.2f} [{g.twonn.low:.2f}, {g.twonn.high:.2f}]")
     print(f"  K_F exact = {g.k_f:.4g} (sampled, P1's estimator: {g.k_f_sampled:.4g}); at n = {m.common_n}: "
           f"K_F = {c.k_f:.4g}, d_MLE = {c.mle.estimate:.2f}")
+    if g.k_f_without_conflicts is not None:
+        print(f"  K_F is infinite: {g.conflicting_count} image(s) occur with two labels; without them K_F = "
+              f"{g.k_f_without_conflicts:.4g}")
     print(f"  duplicates: {g.exact_duplicates} exact, {g.conflicting_count} with conflicting labels, "
           f"{g.near_duplicate_count} near pairs")
     if m.references:

@@ -293,3 +293,14 @@ class P3(Section):
     warmup: P3Warmup = Field(description="head warm-up of frozen initialisations")
     similarity: P3Similarity = Field(description="layer-wise similarity settings")
     n_boot: int = Field(description="bootstrap resamples of the correlation intervals")
+
+
+@section("users_measure")
+class UsersMeasure(Section):
+    dataset: str = Field(description="registered dataset of the worked example")
+    size: int = Field(description="image side in pixels of the P1 format", ge=2)
+    gray: bool = Field(description="convert to luma (one channel)")
+    references: list[str] | None = Field(description="reference datasets (null: every registered one)")
+    n: int = Field(description="images per dataset in the common-n comparison", ge=2)
+    n_bootstrap: int = Field(description="bootstrap resamples of the d_data intervals", ge=1)
+    max_images: int | None = Field(description="cap on the measured images (null: all)")

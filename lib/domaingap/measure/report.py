@@ -61,7 +61,7 @@ def plot_properties(m, ax=None):
     the reference could not reach the common n). Returns the Figure."""
     fig = None
     if ax is None:
-        fig = _figure(8.6, 4.8)
+        fig = _figure(7.2, 5.4)
         ax = fig.add_subplot()
     finite = []
     for r in m.references:
@@ -85,7 +85,7 @@ def plot_properties(m, ax=None):
             continue
         ax.errorbar(geo.mle.estimate, kf, xerr=[[geo.mle.estimate - geo.mle.low], [geo.mle.high - geo.mle.estimate]],
                     fmt="*", color=COLOURS["user"], mfc=COLOURS["user"] if filled else "white", ms=14, capsize=2,
-                    label=label + ("" if math.isfinite(geo.k_f) else " (K_F without conflicting duplicates)"))
+                    label=label + ("" if math.isfinite(geo.k_f) else " (K_F w/o conflicting duplicates)"))
         finite.append(kf)
     ax.set_yscale("log")
     ax.set_xlabel(r"$d_\mathrm{data}$ (MLE, $k = 20$; bars: 95% bootstrap interval)")
@@ -98,7 +98,8 @@ def plot_properties(m, ax=None):
     handles += [Line2D([], [], marker="o", ls="", color=COLOURS["medical"], label="medical reference (radiology)"),
                 Line2D([], [], marker="s", ls="", color=COLOURS["medical"], label="medical reference (other)"),
                 Line2D([], [], marker="o", ls="", color=COLOURS["natural"], label="natural reference")]
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig_ = ax.figure
+    fig_.legend(handles=handles, fontsize=7, loc="outside lower center", ncol=3)
     ax.grid(True, which="both", alpha=0.3)
     return fig if fig is not None else ax.figure
 
