@@ -1,32 +1,42 @@
-"""Benchmark the P1 geometry kernels against the ecosystem on the same data.
+"""Benchmark the P1 geometry kernels against their peers, all in the same run, on the same data.
 
-Compares, on the first N training images of MNIST (D = 784) and CIFAR-10 (D = 3072),
-raw uint8 pixels as P1 uses them:
+Data: N training images of MNIST (D = 784) and CIFAR-10 (D = 3072), drawn at random (seed 0), raw uint8 pixels as
+P1 uses them, 10 classes. One table per workload and dataset:
 
-* exact kNN (k = 20): ``domaingap.kernels.distances.knn`` vs faiss ``IndexFlatL2``, scikit-learn
-  ``NearestNeighbors(algorithm="brute")`` and a plain ``torch.cdist`` + ``topk`` loop;
-* MLE and TwoNN end to end: ``domaingap.kernels.intrinsic_dim`` vs scikit-dimension
-  (``MLE(unbiased=True)``, ``comb="mle"``; ``TwoNN(discard_fraction=0.5/N)`` = Pope's variant);
-* exact K_F: ``domaingap.kernels.sharpness.label_sharpness`` vs a ``torch.cdist`` + masked-min loop.
+* ``knn``: exact 20-NN of every image (self excluded). Ours ``distances.knn``; peers faiss ``IndexFlatL2`` (float32),
+  a plain torch reference (float32 ``addmm`` of ``||a||^2 + ||b||^2 - 2 a.b`` per row block, then ``topk``), and
+  scikit-learn ``NearestNeighbors(algorithm="brute")`` (float64).
+* ``kf``: exact label sharpness K_F over all pairs with different labels (multiclass). Ours
+  ``sharpness.label_sharpness``; peers faiss (per class, an ``IndexFlatL2`` of the later classes searched with k = 1:
+  exactly the cross-class pairs) and the torch reference (cross-class ``addmm`` blocks, masked minimum), both float32.
+* ``mle``: MLE intrinsic dimension at k = 20 end to end. Ours ``intrinsic_dim.mle``; peer scikit-dimension
+  ``MLE(unbiased=True)``, ``comb="mle"`` (the same estimator, see tests/test_intrinsic_dim.py).
+* ``twonn``: TwoNN (Pope's variant) end to end. Ours ``intrinsic_dim.twonn``; peer ``skdim.id.TwoNN(
+  discard_fraction=0.5/N)``.
+* ``multiverse``: P1's estimator multiverse, MLE at k = 5, 10, 20, 50 and TwoNN. Ours ``intrinsic_dim.estimate_all``
+  (one kNN pass); peer: the five scikit-dimension fits it replaces, run one after the other.
 
-For each case it prints one line and records seconds, effective GFLOP/s (2 N^2 D / s, the
-dense distance-matrix work), that as a fraction of this machine's float32 GEMM throughput
-(a ``torch.mm`` of comparable size measured in the same run), peak memory above the
-starting point (CPU: resident set size sampled every 5 ms; CUDA: max_memory_allocated),
-the value computed and, for kNN peers, the largest distance error against ours and the
-fraction of rows whose neighbour set differs.
+Every implementation gets the same uint8 array (any float conversion a peer needs happens inside its timing), runs
+``--repeats`` times after a warm-up on 500 images, and is reported with its median seconds, the peak resident memory
+above the level before the call (sampled every 2 ms; CUDA: the allocator's peak), its time as a percentage of the
+same-run float32 GEMM (one ``torch.mm`` pass over the full N x N x D product in row blocks of 2048, the dense work
+every exact method faces), and the speed-up of ours over the fastest peer. kNN peers also report the largest
+distance error against ours and the fraction of rows whose neighbour set differs (float32 peers are not exact);
+value peers report their relative difference.
 
-Results go to benchmarks/results/geometry_<device-tag>.json (written atomically).
+Results: ``benchmarks/results/geometry_<device-tag>.json`` (``--quick``: ``benchmarks/results/quick/``, which the
+performance appendix does not read), written atomically, with ``meta`` (machine, threads, versions, date, load
+average before and after), ``tables`` (one per workload and dataset: its rows) and ``cases`` (all rows, flat, each with
+its ``workload`` and ``dataset``).
 
 Usage::
 
-    python benchmarks/bench_geometry.py                   # CPU, N = 10,000
-    python benchmarks/bench_geometry.py --device cuda --n 60000
-    python benchmarks/bench_geometry.py --quick           # N = 2,000, MNIST only
+    python benchmarks/bench_geometry.py                    # CPU, N = 10,000, MNIST and CIFAR-10, all peers
+    python benchmarks/bench_geometry.py --quick            # smoke run: N = 1,000, MNIST, one repeat
+    python benchmarks/bench_geometry.py --full-split       # also: the multiverse on all 60,000 MNIST images (ours)
+    python benchmarks/bench_geometry.py --device cuda --peers none --n 60000 --datasets mnist
 
-Peers whose package is missing are recorded as skipped. With ``--peers auto`` (default)
-the CPU peers run only for N <= 20,000 (scikit-dimension's TwoNN sorts full distance rows
-and its MLE loops over points in Python).
+Peers whose package is missing are recorded as skipped.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import sys
 import threading
 import time
@@ -52,6 +63,7 @@ sys.path.insert(0, str(REPO / "lib"))
 from domaingap.kernels import distances, intrinsic_dim, sharpness  # noqa: E402
 
 K = 20
+KS = (5, 10, 20, 50)
 
 
 # ---------------------------------------------------------------------------- measurement
@@ -72,9 +84,22 @@ class PeakMemory:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._max = max(self._max, self._rss())
-            self._stop.wait(0.005)
+            self._stop.wait(0.002)
+
+    @staticmethod
+    def _release_freed() -> None:
+        """Hand freed heap memory back to the OS, so that the next call's peak is its own (glibc only)."""
+        import ctypes
+        import gc
+
+        gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
     def __enter__(self):
+        self._release_freed()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -98,40 +123,43 @@ class PeakMemory:
         return False
 
 
-def timed(fn, device: torch.device, repeats: int = 1):
-    """(best seconds, peak MiB of the best-timed run, result of the last run)."""
-    best, peak, out = float("inf"), float("nan"), None
+def timed(fn, device: torch.device, repeats: int):
+    """(median seconds, list of seconds, max peak MiB over the runs, result of the last run)."""
+    times, peaks, out = [], [], None
     for _ in range(repeats):
+        out = None  # release the previous result before measuring memory again
         with PeakMemory(device) as mem:
             t0 = time.perf_counter()
             out = fn()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-        if dt < best:
-            best, peak = dt, mem.peak_mb
-    return best, peak, out
+            times.append(time.perf_counter() - t0)
+        peaks.append(mem.peak_mb)
+    return statistics.median(times), times, max(peaks), out
 
 
-def gemm_gflops(d: int, m: int, device: torch.device) -> float:
-    """float32 torch.mm throughput for (m x d) @ (d x m), best of 5, TF32 off."""
+def gemm_seconds(x: torch.Tensor, repeats: int) -> float:
+    """Median time of the raw float32 N x N x D GEMM (torch.mm in row blocks of 2048, TF32 off)."""
     prev = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     try:
-        g = torch.Generator(device="cpu").manual_seed(0)
-        a = torch.randn(m, d, generator=g).to(device)
-        b = torch.randn(m, d, generator=g).to(device)
-        torch.mm(a, b.T)
-        best = float("inf")
-        for _ in range(5):
-            if device.type == "cuda":
+        xf = x.float()
+        n = xf.shape[0]
+        step = min(n, 2048)
+        out = torch.empty(step, n, dtype=torch.float32, device=x.device)
+        torch.mm(xf[:step], xf.T, out=out)  # warm-up
+        times = []
+        for _ in range(repeats):
+            if x.device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            torch.mm(a, b.T)
-            if device.type == "cuda":
+            for i in range(0, n, step):
+                rows = xf[i : i + step]
+                torch.mm(rows, xf.T, out=out[: rows.shape[0]])
+            if x.device.type == "cuda":
                 torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t0)
-        return 2.0 * m * m * d / best / 1e9
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
     finally:
         torch.set_float32_matmul_precision(prev)
 
@@ -147,7 +175,9 @@ def _read_idx_images(path: Path) -> np.ndarray:
 
 
 def load(name: str, n: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """First n training images (uint8, flattened) and labels, and where they came from."""
+    """n training images (uint8, flattened) drawn at random (seed 0, in random order; all of them when n is
+    the split size), their labels, and where they came from. A random draw, not the first n: some readers
+    return a split sorted by class (CIFAR-10's folders), whose first 10,000 images hold two classes."""
     try:
         from domaingap import data
 
@@ -163,34 +193,96 @@ def load(name: str, n: int) -> tuple[np.ndarray, np.ndarray, str]:
         src = f"idx files in {root} (domaingap.data failed: {type(err).__name__})"
     if n > len(x):
         raise SystemExit(f"--n {n} exceeds the {len(x)} {name} training images")
-    return np.ascontiguousarray(x[:n].reshape(n, -1)), np.asarray(y[:n]), src
+    pick = np.random.default_rng(0).permutation(len(x))[:n]
+    x = np.ascontiguousarray(np.asarray(x)[pick].reshape(n, -1))
+    return x, np.asarray(y).reshape(-1)[pick].astype(np.int64), src + ", random subset (seed 0)"
 
 
-# ---------------------------------------------------------------------------- baselines
+# ---------------------------------------------------------------------------- peers
 
 
-def cdist_topk(x: torch.Tensor, k: int, chunk: int):
-    """Plain float32 baseline: torch.cdist per row block, then topk (self at column 0)."""
+def torch_knn(x: torch.Tensor, k: int, chunk: int = 2048):
+    """Plain float32 reference: addmm of the Gram identity per row block, then topk (self set to +inf)."""
     xf = x.float()
+    sq = (xf * xf).sum(1)
     ds, ids = [], []
     for i in range(0, len(xf), chunk):
-        blk = torch.cdist(xf[i : i + chunk], xf)
-        rows = torch.arange(i, min(i + chunk, len(xf)), device=x.device)
-        blk[rows - i, rows] = float("inf")
+        rows = xf[i : i + chunk]
+        blk = torch.addmm(sq[i : i + chunk, None] + sq[None, :], rows, xf.T, alpha=-2.0)
+        r = torch.arange(rows.shape[0], device=x.device)
+        blk[r, r + i] = float("inf")
         v, j = torch.topk(blk, k, dim=1, largest=False)
-        ds.append(v)
+        ds.append(v.clamp_(min=0).sqrt_())
         ids.append(j)
     return torch.cat(ds), torch.cat(ids)
 
 
-def cdist_cross_min(x: torch.Tensor, y: torch.Tensor, chunk: int) -> float:
-    xf = x.float()
+def torch_kf(x: torch.Tensor, y: torch.Tensor, chunk: int = 2048) -> float:
+    """Plain float32 reference K_F: class-sorted points, cross-class addmm blocks, minimum."""
+    order = torch.sort(y, stable=True).indices
+    xf, ys = x[order].float(), y[order]
+    sq = (xf * xf).sum(1)
+    ends = torch.cumsum(torch.bincount(ys - ys.min()), 0).tolist()
     best = float("inf")
-    for i in range(0, len(xf), chunk):
-        blk = torch.cdist(xf[i : i + chunk], xf)
-        blk.masked_fill_(y[i : i + chunk, None] == y[None, :], float("inf"))
-        best = min(best, float(blk.min()))
-    return 1.0 / best
+    start = 0
+    for end in ends:
+        if end == start:
+            continue
+        for i in range(start, end, chunk):
+            rows = xf[i : min(i + chunk, end)]
+            for j in range(end, len(xf), chunk):
+                cols = xf[j : j + chunk]
+                blk = torch.addmm(sq[i : i + len(rows), None] + sq[None, j : j + len(cols)], rows, cols.T, alpha=-2.0)
+                best = min(best, float(blk.min()))
+        start = end
+    return 1.0 / float(np.sqrt(max(best, 0.0)))
+
+
+def faiss_knn(x_np: np.ndarray, k: int):
+    import faiss
+
+    xf = np.ascontiguousarray(x_np, dtype=np.float32)
+    index = faiss.IndexFlatL2(xf.shape[1])
+    index.add(xf)
+    dsq, idx = index.search(xf, k + 1)
+    # drop the point itself (normally column 0; with exact duplicates it may sit elsewhere)
+    self_col = idx == np.arange(len(xf))[:, None]
+    self_col[:, -1] |= ~self_col.any(1)
+    keep = ~self_col
+    return np.sqrt(np.maximum(dsq[keep].reshape(len(xf), k), 0)), idx[keep].reshape(len(xf), k)
+
+
+def faiss_kf(x_np: np.ndarray, y: np.ndarray) -> float:
+    import faiss
+
+    xf = np.ascontiguousarray(x_np, dtype=np.float32)
+    best = np.inf
+    classes = np.unique(y)
+    for c in classes[:-1]:
+        later = xf[y > c]
+        index = faiss.IndexFlatL2(xf.shape[1])
+        index.add(later)
+        dsq, _ = index.search(np.ascontiguousarray(xf[y == c]), 1)
+        best = min(best, float(dsq.min()))
+    return 1.0 / float(np.sqrt(max(best, 0.0)))
+
+
+def sklearn_knn(x_np: np.ndarray, k: int):
+    from sklearn.neighbors import NearestNeighbors
+
+    return NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x_np).kneighbors()
+
+
+def skdim_mle(x_np: np.ndarray, k: int) -> float:
+    import skdim
+
+    return float(skdim.id.MLE(unbiased=True).fit(x_np, n_neighbors=k, comb="mle").dimension_)
+
+
+def skdim_twonn(x_np: np.ndarray) -> float:
+    import skdim
+
+    return float(skdim.id.TwoNN(discard_fraction=0.5 / len(x_np)).fit(x_np).dimension_)
 
 
 def knn_error(d_ref: np.ndarray, i_ref: np.ndarray, d: np.ndarray, i: np.ndarray) -> tuple[float, float]:
@@ -198,6 +290,186 @@ def knn_error(d_ref: np.ndarray, i_ref: np.ndarray, d: np.ndarray, i: np.ndarray
     err = float(np.max(np.abs(np.asarray(d, dtype=np.float64) - d_ref)))
     differs = np.any(np.sort(np.asarray(i), 1) != np.sort(i_ref, 1), axis=1)
     return err, float(differs.mean())
+
+
+# ---------------------------------------------------------------------------- workloads
+
+
+class Table:
+    """The rows of one workload on one dataset, printed as they come."""
+
+    def __init__(self, workload: str, dataset: str, n: int, d: int, gemm_s: float, what: str):
+        self.workload, self.dataset, self.n, self.d, self.gemm_s, self.what = workload, dataset, n, d, gemm_s, what
+        self.rows: list[dict] = []
+        print(f"\n== {workload} on {dataset} (N={n}, D={d}): {what}; same-run float32 GEMM {gemm_s:.3f} s", flush=True)
+
+    def add(self, impl: str, ours: bool, median_s: float, times: list, peak: float, **extra) -> dict:
+        row = {"workload": self.workload, "dataset": self.dataset, "impl": impl, "ours": ours,
+               "median_s": median_s, "times_s": times, "peak_mem_mb": peak,
+               "pct_of_gemm": 100.0 * median_s / self.gemm_s}
+        row.update(extra)
+        self.rows.append(row)
+        return row
+
+    def skip(self, impl: str, why: str) -> None:
+        self.rows.append({"workload": self.workload, "dataset": self.dataset, "impl": impl, "ours": False,
+                          "skipped": why})
+
+    def finish(self) -> dict:
+        timed_rows = [r for r in self.rows if "median_s" in r]
+        peers = [r for r in timed_rows if not r["ours"]]
+        best = min((r["median_s"] for r in peers), default=None)
+        for r in timed_rows:
+            if r["ours"]:
+                r["speedup_vs_best_peer"] = None if best is None else best / r["median_s"]
+            else:
+                ours = [o["median_s"] for o in timed_rows if o["ours"]]
+                r["time_vs_ours"] = r["median_s"] / ours[0] if ours else None
+        head = f"{'impl':44s} {'median s':>9s} {'peak MiB':>9s} {'% GEMM':>7s} {'speed-up':>9s}  notes"
+        print(head)
+        for r in self.rows:
+            if "skipped" in r:
+                print(f"{r['impl']:44s} skipped: {r['skipped']}")
+                continue
+            sp = r.get("speedup_vs_best_peer")
+            sp_txt = f"{sp:8.2f}x" if sp is not None else ("" if r["ours"] else f"{1 / r['time_vs_ours']:8.2f}x")
+            notes = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
+                              if k in ("value", "max_abs_err", "rows_differ", "rel_diff"))
+            print(f"{r['impl']:44s} {r['median_s']:9.3f} {r['peak_mem_mb']:9.1f} {r['pct_of_gemm']:6.0f}% "
+                  f"{sp_txt:>9s}  {notes}", flush=True)
+        return {"workload": self.workload, "dataset": self.dataset, "n": self.n, "d": self.d,
+                "gemm_s": self.gemm_s, "what": self.what, "rows": self.rows}
+
+
+def have(mod: str) -> str | None:
+    try:
+        __import__(mod)
+        return None
+    except ImportError as err:
+        return f"not installed ({err})"
+
+
+def run_dataset(name: str, n: int, device: torch.device, peers: set, repeats: int, peer_repeats: int,
+                multiverse_peer: bool) -> list[dict]:
+    x_np, y_np, src = load(name, n)
+    d = x_np.shape[1]
+    x = torch.from_numpy(x_np).to(device)
+    y = torch.from_numpy(y_np).to(device)
+    cpu = torch.device("cpu")
+    print(f"\n#### {name}: N={n} D={d} uint8, {len(np.unique(y_np))} classes ({src})", flush=True)
+    gemm = gemm_seconds(x, 3)
+    tables = []
+
+    # warm-up on 500 images: thread pools, oneDNN kernels, imports
+    small, ys = x[:500], y[:500]
+    distances.knn(small, 5)
+    sharpness.label_sharpness(small, ys, on_duplicate="inf")
+    intrinsic_dim.estimate_all(small, (5, 10))
+    torch_knn(small, 5)
+    if "faiss" in peers and not have("faiss"):
+        faiss_knn(x_np[:500], 5)
+    if "sklearn" in peers and not have("sklearn"):
+        sklearn_knn(x_np[:500], 5)
+
+    # ---- knn
+    t = Table("knn", name, n, d, gemm, f"exact {K}-NN of every image, self excluded")
+    med, times, peak, (dk, ik) = timed(lambda: distances.knn(x, K), device, repeats)
+    d_ref, i_ref = dk.cpu().numpy(), ik.cpu().numpy()
+    t.add("domaingap distances.knn (exact)", True, med, times, peak)
+    if "torch" in peers:
+        med, times, peak, (dt, it) = timed(lambda: torch_knn(x, K), device, peer_repeats)
+        err, frac = knn_error(d_ref, i_ref, dt.cpu().numpy(), it.cpu().numpy())
+        t.add("torch addmm + topk (float32)", False, med, times, peak, max_abs_err=err, rows_differ=frac)
+    if "faiss" in peers:
+        if why := have("faiss"):
+            t.skip("faiss IndexFlatL2 (float32, cpu)", why)
+        else:
+            med, times, peak, (df, i_f) = timed(lambda: faiss_knn(x_np, K), cpu, peer_repeats)
+            err, frac = knn_error(d_ref, i_ref, df, i_f)
+            t.add("faiss IndexFlatL2 (float32, cpu)", False, med, times, peak, max_abs_err=err, rows_differ=frac)
+    if "sklearn" in peers:
+        if why := have("sklearn"):
+            t.skip("sklearn NearestNeighbors brute (cpu)", why)
+        else:
+            med, times, peak, (ds_, is_) = timed(lambda: sklearn_knn(x_np, K), cpu, peer_repeats)
+            err, frac = knn_error(d_ref, i_ref, ds_, is_)
+            t.add("sklearn NearestNeighbors brute (float64, cpu)", False, med, times, peak, max_abs_err=err,
+                  rows_differ=frac)
+    tables.append(t.finish())
+    del dk, ik
+
+    # ---- kf
+    t = Table("kf", name, n, d, gemm, "exact K_F = 1 / min over pairs with different labels of ||x_i - x_j||")
+    med, times, peak, kf = timed(lambda: sharpness.label_sharpness(x, y, on_duplicate="inf"), device, repeats)
+    t.add("domaingap sharpness.label_sharpness (exact)", True, med, times, peak, value=kf)
+    if "torch" in peers:
+        med, times, peak, v = timed(lambda: torch_kf(x, y), device, peer_repeats)
+        t.add("torch cross-class addmm + min (float32)", False, med, times, peak, value=v, rel_diff=abs(v - kf) / kf)
+    if "faiss" in peers:
+        if why := have("faiss"):
+            t.skip("faiss per-class IndexFlatL2 k=1 (float32, cpu)", why)
+        else:
+            med, times, peak, v = timed(lambda: faiss_kf(x_np, y_np), cpu, peer_repeats)
+            t.add("faiss per-class IndexFlatL2 k=1 (float32, cpu)", False, med, times, peak, value=v,
+                  rel_diff=abs(v - kf) / kf)
+    tables.append(t.finish())
+
+    # ---- mle, twonn
+    skdim_why = have("skdim") if "skdim" in peers else None
+    t = Table("mle", name, n, d, gemm, f"MLE intrinsic dimension at k = {K}, end to end")
+    med, times, peak, mle = timed(lambda: intrinsic_dim.mle(x, K), device, repeats)
+    t.add("domaingap intrinsic_dim.mle", True, med, times, peak, value=mle)
+    if "skdim" in peers:
+        if skdim_why:
+            t.skip("skdim MLE", skdim_why)
+        else:
+            med, times, peak, v = timed(lambda: skdim_mle(x_np, K), cpu, peer_repeats)
+            t.add("skdim MLE(unbiased=True), comb='mle' (cpu)", False, med, times, peak, value=v,
+                  rel_diff=abs(v - mle) / mle)
+    tables.append(t.finish())
+
+    t = Table("twonn", name, n, d, gemm, "TwoNN (Pope et al.'s variant), end to end")
+    med, times, peak, tw = timed(lambda: intrinsic_dim.twonn(x), device, repeats)
+    t.add("domaingap intrinsic_dim.twonn", True, med, times, peak, value=tw)
+    if "skdim" in peers:
+        if skdim_why:
+            t.skip("skdim TwoNN", skdim_why)
+        else:
+            med, times, peak, v = timed(lambda: skdim_twonn(x_np), cpu, peer_repeats)
+            t.add("skdim TwoNN(discard_fraction=0.5/N) (cpu)", False, med, times, peak, value=v,
+                  rel_diff=abs(v - tw) / tw)
+    tables.append(t.finish())
+
+    # ---- multiverse
+    t = Table("multiverse", name, n, d, gemm, f"MLE at k = {', '.join(map(str, KS))} and TwoNN")
+    med, times, peak, est = timed(lambda: intrinsic_dim.estimate_all(x, KS, twonn=True), device, repeats)
+    t.add("domaingap intrinsic_dim.estimate_all (one kNN pass)", True, med, times, peak,
+          value=est.mle[20], twonn=est.twonn)
+    if "skdim" in peers and multiverse_peer:
+        if skdim_why:
+            t.skip("skdim: 4 MLE fits + TwoNN", skdim_why)
+        else:
+            def five_fits():
+                return [skdim_mle(x_np, k) for k in KS], skdim_twonn(x_np)
+
+            med, times, peak, (vals, v_tw) = timed(five_fits, cpu, 1)
+            t.add("skdim: MLE at each k + TwoNN, separate fits (cpu)", False, med, times, peak, value=vals[2],
+                  rel_diff=max(abs(a - est.mle[k]) / est.mle[k] for a, k in zip(vals, KS)))
+    tables.append(t.finish())
+    return tables
+
+
+def run_full_split(device: torch.device, repeats: int) -> dict:
+    """The multiverse over a whole training split: MNIST's 60,000 x 784 (ours only)."""
+    x_np, _, src = load("mnist", 60000)
+    x = torch.from_numpy(x_np).to(device)
+    print(f"\n#### full split: MNIST 60,000 x 784 ({src})", flush=True)
+    gemm = gemm_seconds(x, 1)
+    t = Table("full_split_multiverse", "mnist", 60000, 784, gemm,
+              "kNN at k = 50, MLE at k = 5..50 (46 values) and TwoNN, one pass")
+    med, times, peak, est = timed(lambda: intrinsic_dim.estimate_all(x, range(5, 51), twonn=True), device, repeats)
+    t.add("domaingap intrinsic_dim.estimate_all", True, med, times, peak, value=est.mle[20], twonn=est.twonn)
+    return t.finish()
 
 
 # ---------------------------------------------------------------------------- main
@@ -210,163 +482,100 @@ def device_tag(device: torch.device) -> str:
     return "cpu"
 
 
-def run_dataset(name: str, n: int, device: torch.device, peers: bool, repeats: int) -> dict:
-    x_np, y_np, src = load(name, n)
-    d = x_np.shape[1]
-    x = torch.from_numpy(x_np).to(device)
-    y = torch.from_numpy(y_np).to(device)
-    flops = 2.0 * n * n * d
-    m = min(n, 8192 if device.type == "cuda" else 4096)
-    gemm = gemm_gflops(d, m, device)
-    print(f"== {name}: N={n} D={d} ({src}); float32 torch.mm {m}x{d}x{m}: {gemm:.1f} GFLOP/s", flush=True)
-    cases: list[dict] = []
-
-    def record(case: str, seconds: float, peak: float, value=None, dense=True, **extra):
-        row = {"case": case, "seconds": seconds, "peak_mem_mb": peak, "value": value}
-        if dense:
-            row["gflops_eff"] = flops / seconds / 1e9
-            row["frac_gemm"] = row["gflops_eff"] / gemm
-        row.update(extra)
-        cases.append(row)
-        eff = f"{row['gflops_eff']:8.1f} GF/s {row['frac_gemm']:6.1%} of GEMM" if dense else " " * 29
-        val = "" if value is None else f"  value={value:.6g}"
-        more = "".join(f"  {k}={v:.3g}" for k, v in extra.items() if isinstance(v, float))
-        print(f"{name:8s} {case:34s} {seconds:9.3f} s {eff} peak {peak:8.1f} MiB{val}{more}", flush=True)
-
-    def skip(case: str, why: str):
-        cases.append({"case": case, "skipped": why})
-        print(f"{name:8s} {case:34s} skipped: {why}", flush=True)
-
-    # ours
-    t, pk, (dk, ik) = timed(lambda: distances.knn(x, K), device, repeats)
-    d_ref, i_ref = dk.cpu().numpy(), ik.cpu().numpy()
-    record("domaingap.knn", t, pk)
-    t, pk, v = timed(lambda: intrinsic_dim.mle(x, K), device, repeats)
-    record("domaingap.mle (end to end)", t, pk, v)
-    mle_ours = v
-    t, pk, v = timed(lambda: intrinsic_dim.twonn(x), device, repeats)
-    record("domaingap.twonn pope (end to end)", t, pk, v)
-    twonn_ours = v
-    t, pk, v = timed(lambda: sharpness.label_sharpness(x, y), device, repeats)
-    record("domaingap.label_sharpness (exact)", t, pk, v)
-    kf_exact = v
-    t, pk, v = timed(lambda: sharpness.label_sharpness_sampled(x, y), device, 1)
-    record("domaingap.label_sharpness_sampled", t, pk, v, dense=False, ratio_to_exact=v / kf_exact)
-
-    # plain torch (same device)
-    chunk = 8192 if device.type == "cuda" else 1024
-    t, pk, (dc, ic) = timed(lambda: cdist_topk(x, K, chunk), device, 1)
-    err, frac = knn_error(d_ref, i_ref, dc.cpu().numpy(), ic.cpu().numpy())
-    record("torch.cdist+topk (float32)", t, pk, max_abs_err=err, rows_differ=frac)
-    t, pk, v = timed(lambda: cdist_cross_min(x, y, chunk), device, 1)
-    record("torch.cdist+masked min K_F", t, pk, v, rel_err=abs(v - kf_exact) / kf_exact)
-
-    if not peers:
-        for c in ("faiss IndexFlatL2", "sklearn NearestNeighbors brute", "skdim MLE", "skdim TwoNN"):
-            skip(c, f"peers off for N={n} (use --peers all)")
-        return {"n": n, "d": d, "source": src, "gemm_gflops": gemm, "gemm_shape": [m, d, m], "cases": cases}
-
-    xf32 = np.ascontiguousarray(x_np, dtype=np.float32)
-    try:
-        import faiss
-
-        def run_faiss():
-            index = faiss.IndexFlatL2(d)
-            index.add(xf32)
-            return index.search(xf32, K + 1)
-
-        t, pk, (dsq, idx) = timed(run_faiss, torch.device("cpu"), 1)
-        # faiss returns squared float32 distances; drop the self match (column 0 here)
-        dsq, idx = dsq[:, 1:], idx[:, 1:]
-        err, frac = knn_error(d_ref, i_ref, np.sqrt(np.maximum(dsq, 0)), idx)
-        record("faiss IndexFlatL2 (cpu)", t, pk, max_abs_err=err, rows_differ=frac, threads=float(faiss.omp_get_max_threads()))
-    except ImportError as err:
-        skip("faiss IndexFlatL2", f"not installed ({err})")
-
-    from sklearn.neighbors import NearestNeighbors
-
-    def run_sklearn():
-        return NearestNeighbors(n_neighbors=K, algorithm="brute").fit(x_np).kneighbors()
-
-    t, pk, (ds_, is_) = timed(run_sklearn, torch.device("cpu"), 1)
-    err, frac = knn_error(d_ref, i_ref, ds_, is_)
-    record("sklearn NearestNeighbors brute", t, pk, max_abs_err=err, rows_differ=frac)
-
-    try:
-        import skdim
-
-        # Definitions that coincide with P1's (see tests/test_intrinsic_dim.py).
-        t, pk, v = timed(
-            lambda: skdim.id.MLE(unbiased=True).fit(x_np, n_neighbors=K, comb="mle").dimension_,
-            torch.device("cpu"),
-            1,
-        )
-        record("skdim MLE (end to end)", t, pk, float(v), rel_diff=abs(v - mle_ours) / mle_ours)
-        t, pk, v = timed(
-            lambda: skdim.id.TwoNN(discard_fraction=0.5 / n).fit(x_np).dimension_, torch.device("cpu"), 1
-        )
-        record("skdim TwoNN (end to end)", t, pk, float(v), rel_diff=abs(v - twonn_ours) / twonn_ours)
-    except ImportError as err:
-        skip("skdim MLE / TwoNN", f"not installed ({err})")
-    return {"n": n, "d": d, "source": src, "gemm_gflops": gemm, "gemm_shape": [m, d, m], "cases": cases}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=None, help="images per dataset (default 10000; --quick 2000)")
+    ap.add_argument("--n", type=int, default=None, help="images per dataset (default 10000; --quick 1000)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--quick", action="store_true", help="N = 2000, MNIST only, no repeats")
+    ap.add_argument("--quick", action="store_true", help="smoke run: N = 1000, MNIST only, one repeat")
     ap.add_argument("--datasets", default=None, help="comma list (default mnist,cifar10)")
-    ap.add_argument("--peers", default="auto", choices=["auto", "all", "none"])
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs of our kernels (best kept)")
+    ap.add_argument("--peers", default="faiss,torch,sklearn,skdim",
+                    help="comma list of peers to run (faiss, torch, sklearn, skdim), or 'none'")
+    ap.add_argument("--no-multiverse-peer", action="store_true",
+                    help="skip the five separate skdim fits of the multiverse workload (the slowest peer)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of our kernels (median reported)")
+    ap.add_argument("--peer-repeats", type=int, default=3, help="timed runs of each peer (median reported)")
+    ap.add_argument("--threads", type=int, default=None, help="torch and faiss threads (default: torch's default)")
+    ap.add_argument("--full-split", action="store_true", help="also time the multiverse on all 60,000 MNIST images")
     ap.add_argument("--out", default=None, help="output JSON (default benchmarks/results/geometry_<tag>.json)")
     args = ap.parse_args(argv)
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but torch.cuda.is_available() is False")
     device = torch.device(args.device)
-    n = args.n or (2000 if args.quick else 10000)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    except ImportError:
+        pass
+    n = args.n or (1000 if args.quick else 10000)
     names = (args.datasets or ("mnist" if args.quick else "mnist,cifar10")).split(",")
     repeats = 1 if args.quick else args.repeats
-    peers = args.peers == "all" or (args.peers == "auto" and n <= 20000)
-
-    # warm-up: library loading, CUDA context and cuBLAS handles are not part of any timing
-    warm = torch.randint(0, 255, (300, 64), dtype=torch.uint8, device=device)
-    distances.knn(warm, 5)
-    sharpness.label_sharpness(warm, torch.arange(300, device=device) % 2)
+    peer_repeats = 1 if args.quick else args.peer_repeats
+    peers = set() if args.peers == "none" else {p.strip() for p in args.peers.split(",") if p.strip()}
 
     meta = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "geometry (P1 kNN, K_F, MLE, TwoNN)",
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (
+            platform.processor() or platform.machine()),
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": os.getloadavg(),
+        "torch_threads": threads,
+        "load_average_1_5_15": os.getloadavg(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
         "n": n,
         "k": K,
-        "argv": sys.argv[1:],
+        "ks": list(KS),
+        "repeats": repeats,
+        "peer_repeats": peer_repeats,
+        "quick": args.quick,
+        "argv": sys.argv[1:] if argv is None else list(argv),
+        "timing": "median of repeats after a warm-up; peak = resident memory above the level before each call",
+        # OpenMP threads that spin while waiting cost a lot on shared cores: record how this run was set up
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                                               "MKL_NUM_THREADS", "DOMAINGAP_DATA")},
     }
+    try:
+        with open("/proc/cpuinfo") as f:
+            models = {line.split(":", 1)[1].strip() for line in f if line.startswith("model name")}
+        meta["cpu_model"] = ", ".join(sorted(models))
+    except OSError:
+        pass
     for mod in ("faiss", "sklearn", "skdim"):
         try:
             meta[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - a missing peer is recorded, not fatal
             meta[mod] = None
-    print(json.dumps({k: meta[k] for k in ("device", "device_name", "cpu_count", "torch_threads", "torch")}))
-    results = {"meta": meta, "datasets": {}}
+    print(json.dumps({k: meta[k] for k in ("device", "device_name", "cpu_count", "torch_threads", "torch",
+                                           "load_average_1_5_15")}))
+    tables = []
     for name in names:
-        results["datasets"][name] = run_dataset(name, n, device, peers, repeats)
-    results["meta"]["load_average_at_end"] = os.getloadavg()
+        tables += run_dataset(name, n, device, peers, repeats, peer_repeats, not args.no_multiverse_peer)
+    if args.full_split:
+        tables.append(run_full_split(device, 1 if args.quick else 1))
+    meta["load_average_1_5_15_end"] = os.getloadavg()
 
-    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"geometry_{device_tag(device)}.json"
+    results = {
+        "meta": meta,
+        "tables": {f"{t['workload']}/{t['dataset']}": t for t in tables},
+        "cases": [row for t in tables for row in t["rows"]],
+    }
+    if args.out:
+        out = Path(args.out)
+    else:
+        folder = REPO / "benchmarks" / "results" / ("quick" if args.quick else "")
+        out = folder / f"geometry_{device_tag(device)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")
     os.replace(tmp, out)
-    print(f"wrote {out}")
+    print(f"\nwrote {out}")
     return 0
 
 

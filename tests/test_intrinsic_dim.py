@@ -176,6 +176,79 @@ def test_bootstrap_interval(rng):
         r.estimate = 1.0
 
 
+# ---- MLE at several k and TwoNN from one kNN pass -------------------------------------
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DuplicatePointsWarning)
+        return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("data", ["float", "uint8_with_duplicates"])
+@pytest.mark.parametrize("ci", [None, 0.9])
+def test_estimate_all_equals_separate_calls(rng, data, ci):
+    """One kNN pass at max(ks): every MLE and TwoNN (both variants) equals the separate call, intervals
+    included (the resamples are shared, drawn with the same seed), bit for bit."""
+    if data == "float":
+        x = embed(rng, rng.normal(size=(300, 4)), ambient=30)
+    else:
+        x = rng.integers(0, 256, size=(300, 20)).astype(np.uint8)
+        x = np.concatenate([x, x[:6], x[:2]])  # duplicates: zero distances are skipped
+    boot = dict(ci=ci, n_bootstrap=150, seed=11)
+    ks = (3, 5, 10, 20, 30)
+    for variant in ("pope", "facco"):
+        got = _quiet(ID.estimate_all, x, ks, variant=variant, discard_fraction=0.2, chunk_size=64, **boot)
+        assert isinstance(got, ID.DimensionEstimates) and list(got.mle) == list(ks) and got.k_max == 30
+        for k in ks:
+            assert got.mle[k] == _quiet(ID.mle, x, k, **boot)
+        assert got.twonn == _quiet(ID.twonn, x, variant=variant, discard_fraction=0.2, **boot)
+        if ci is not None:
+            assert isinstance(got.mle[5], ID.IntervalEstimate) and got.mle[5].low < got.mle[5].high
+    # points 0, 1: three copies, each sees 2 zeros; points 2-5: two copies, each sees 1 zero
+    assert got.duplicates_skipped == (0 if data == "float" else 2 * 3 * 2 + 4 * 2 * 1)
+
+
+def test_estimate_all_duplicates_warn_once_like_mle(rng):
+    x = rng.normal(size=(150, 5))
+    x = np.concatenate([x, x[:4], x[:1]])  # point 0 three times, points 1-3 twice
+    with pytest.warns(DuplicatePointsWarning, match=r"12 zero neighbour distances .* 9 points") as rec:
+        got = ID.estimate_all(x, range(5, 11))
+    assert len(rec) == 1 and got.duplicates_skipped == 12
+    assert got.mle[10] == pytest.approx(mle_reference(x, 10), rel=1e-12)
+    assert got.twonn == pytest.approx(twonn_reference(x, "pope"), rel=1e-12)
+
+
+def test_estimate_all_from_knn_equals_from_knn_calls(rng):
+    x = rng.normal(size=(250, 6))
+    d, _ = distances.knn(x, 25)
+    boot = dict(ci=0.8, n_bootstrap=100, seed=2)
+    got = ID.estimate_all_from_knn(d, [5, 20], **boot)
+    assert got.mle[5] == ID.mle_from_knn(d, 5, **boot) and got.mle[20] == ID.mle_from_knn(d, 20, **boot)
+    assert got.twonn == ID.twonn_from_knn(d, **boot)
+    only_twonn = ID.estimate_all_from_knn(d[:, :2], [], twonn=True)
+    assert only_twonn.mle == {} and only_twonn.twonn == ID.twonn_from_knn(d)
+    no_twonn = ID.estimate_all(x, 7, twonn=False)
+    assert no_twonn.twonn is None and no_twonn.mle == {7: ID.mle(x, 7)}
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: ID.estimate_all(np.random.rand(30, 2), [2, 5]), r"k=2 is out of range"),
+        (lambda: ID.estimate_all(np.random.rand(30, 2), [5, 30]), r"k=30 is out of range.*N=30"),
+        (lambda: ID.estimate_all(np.random.rand(30, 2), [], twonn=False), r"nothing to estimate"),
+        (lambda: ID.estimate_all(np.random.rand(30, 2), "abc"), r"k must be an integer"),
+        (lambda: ID.estimate_all(np.random.rand(30, 2), None), r"ks must be an integer or an iterable"),
+        (lambda: ID.estimate_all(np.random.rand(30, 2), [5], variant="x"), r"variant must be one of"),
+        (lambda: ID.estimate_all_from_knn(np.ones((5, 3)), [4]), r"K=3 columns but k=4"),
+    ],
+)
+def test_estimate_all_bad_inputs(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
 # ---- bad inputs ----------------------------------------------------------------------
 
 

@@ -4,10 +4,28 @@ import numpy as np
 import pytest
 import torch
 
-from domaingap.kernels import distances
+from domaingap.kernels import _knn_core, distances
 from domaingap.kernels.sharpness import SharpnessPair, label_sharpness, label_sharpness_sampled, sampled_pairs
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(params=["int8", "float32"])
+def path(request, monkeypatch):
+    """Integer pixels take the exact int8 path; switched off, the same inputs take the float32 path."""
+    if request.param == "int8" and not _knn_core._int_mm_available(torch.device("cpu")):
+        pytest.skip("torch._int_mm is not available on this CPU build")
+    monkeypatch.setattr(_knn_core, "_USE_INT8", request.param == "int8")
+    return request.param
+
+
+def brute_pair(x, y):
+    """(distance, i, j) of the closest cross-class pair, i < j, lexicographically first among ties."""
+    sq = distances.brute_force_sq(x)
+    y = np.asarray(y).reshape(-1)
+    sq[y[:, None] == y[None, :]] = np.inf
+    i, j = np.unravel_index(np.argmin(sq), sq.shape)  # row-major first: the smallest (i, j), i < j
+    return float(np.sqrt(sq[i, j])), int(i), int(j)
 
 
 def brute_kf(x, y):
@@ -31,6 +49,33 @@ def test_exact_matches_bruteforce(rng, chunk):
     x = rng.normal(size=(140, 9))
     for y in [rng.integers(0, 2, size=140), rng.integers(0, 4, size=140)]:
         assert label_sharpness(x, y, chunk_size=chunk) == pytest.approx(brute_kf(x, y), rel=1e-13)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+@pytest.mark.parametrize("chunk", [16, 100, 4096])
+def test_exact_multiclass_uint8_matches_bruteforce(rng, path, n_classes, chunk):
+    """Multiclass K_F over exactly the pairs with different labels, on uint8 images (P1's input)."""
+    protos = rng.integers(0, 256, size=(8, 64))
+    x = np.clip(protos[rng.integers(0, 8, size=400)] + rng.integers(-20, 21, size=(400, 64)), 0, 255)
+    x = x.astype(np.uint8)
+    y = rng.integers(0, n_classes, size=400) * 7 - 3  # any integer coding
+    got = label_sharpness(x, y, return_pair=True, chunk_size=chunk)
+    dist, i, j = brute_pair(x, y)
+    assert (got.distance, got.i, got.j) == (dist, i, j)
+    assert got.k_f == 1.0 / dist and y[got.i] != y[got.j]
+    # the same points in another order: the same K_F, the pair moves with its points
+    perm = rng.permutation(400)
+    moved = label_sharpness(x[perm], y[perm], return_pair=True, chunk_size=chunk)
+    assert moved.k_f == got.k_f and {perm[moved.i], perm[moved.j]} == {got.i, got.j}
+
+
+def test_exact_ties_give_lexicographically_first_pair(path):
+    """A lattice with many cross-class pairs at the minimum distance: the pair is (smallest i, then j)."""
+    g = np.stack(np.meshgrid(np.arange(7), np.arange(7)), -1).reshape(-1, 2).astype(np.uint8)
+    y = (np.arange(49) * 5) % 3
+    for chunk in (4, 16, 64):
+        got = label_sharpness(g, y, return_pair=True, chunk_size=chunk)
+        assert (got.distance, got.i, got.j) == brute_pair(g, y)
 
 
 def test_binary_absolute_difference_form(rng):

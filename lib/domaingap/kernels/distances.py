@@ -57,6 +57,7 @@ ICLR 2021 (github.com/ppope/dimensions), whose ``KNNComputerNoCheck`` is replace
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -67,6 +68,7 @@ from ._knn_core import (  # noqa: F401  (_Points, _column_mean, ... are used by 
     _U32,
     _U64,
     _FloatGram,
+    _Int8Failed,
     _Points,
     _check_chunk,
     _column_mean,
@@ -117,10 +119,30 @@ def _refine_candidates(ref: _Points, q: _Points, approx: torch.Tensor, idx: torc
     return _sort_candidates(sq, idx)
 
 
+def _int_fallback(fn):
+    """Run ``fn``; if the int8 GEMM fails at run time (a shape or layout some device's BLAS rejects),
+    run it again with ``exact_int=False``: the float32 path gives the same exact results."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except _Int8Failed:
+            kwargs["exact_int"] = False
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@_int_fallback
 def _knn_sq(
     ref: _Points, k: int, *, query: _Points | None, chunk: int, exact_int: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact squared distances (M, k) float64 and indices (M, k) of the k nearest refs."""
+    """Exact squared distances (M, k) float64 and indices (M, k) of the k nearest refs.
+
+    Rows are sorted by (distance, index); exact ties at the k-th distance are resolved by index
+    (on the float32 path except in rows that needed the float64 recheck).
+    """
     self_mode = query is None
     q = ref if self_mode else query
     n_avail = ref.n - 1 if self_mode else ref.n
@@ -183,7 +205,7 @@ def knn(x: Any, k: int, *, query: Any = None, chunk_size: int | None = None):
         point of ``x`` among the *other* points of ``x`` are returned; the point itself is
         excluded by index, so an exact duplicate still appears at distance 0.
     chunk_size : int, optional
-        Rows (and columns) per block of the streamed distance matrix (default 1024 on CPU,
+        Rows (and columns) per block of the streamed distance matrix (default 2048 on CPU,
         8192 on CUDA). Memory is O(N k + chunk_size^2) plus one working copy of x (int8 for
         small-range integer data, float32 otherwise); results do not depend on it.
 
@@ -192,9 +214,12 @@ def knn(x: Any, k: int, *, query: Any = None, chunk_size: int | None = None):
     distances : (M, k) float64, ascending Euclidean distances (not squared), M = N or the
         number of query rows. Exact to float64 rounding of the original inputs.
     indices : (M, k) int64 row indices into ``x``, ordered by (distance, index). Where
-        several points tie exactly at the k-th distance, which of them is returned is
-        unspecified (the distances are the same either way). Both outputs are torch
-        tensors on ``x``'s device, or NumPy arrays when ``x`` is not a tensor.
+        several points tie exactly at the k-th distance, those with the smallest indices are
+        returned, whatever the chunk size or device (on the float32 path, used for data that
+        are not small-range integers, except in the rare rows that fail its certificate and
+        are recomputed in float64: there which tied point is returned is unspecified; the
+        distances are the same either way). Both outputs are torch tensors on ``x``'s device,
+        or NumPy arrays when ``x`` is not a tensor.
 
     Raises
     ------
@@ -231,6 +256,7 @@ def _class_sorted(xt: torch.Tensor, labels: torch.Tensor):
     return xt[perm], perm, bounds
 
 
+@_int_fallback
 def _cross_class_min_sq(
     xt: torch.Tensor, labels: torch.Tensor, chunk: int, *, exact_int: bool = True
 ) -> tuple[float, int, int]:
@@ -277,6 +303,10 @@ def min_cross_class_distance(x: Any, y: Any, *, chunk_size: int | None = None) -
     -------
     CrossClassPair(distance, i, j) with i < j and y[i] != y[j]; distance is exact to
     float64 rounding of the original inputs (0.0 for a duplicated image with two labels).
+    Among exactly tied pairs, the lexicographically smallest (i, j).
+
+    Only pairs with different labels are computed: the points are sorted by label and, for
+    each class, its rows meet the columns of the later classes (n0 x n1 for two classes).
     """
     xt = as_points(x, "x", min_points=2)
     lab = as_labels(y, xt.shape[0], xt.device)

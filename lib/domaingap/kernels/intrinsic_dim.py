@@ -20,11 +20,17 @@ kNN of :mod:`domaingap.kernels.distances`:
   the single largest mu; ``variant="facco"`` drops the largest ``discard_fraction`` of
   them (Facco et al.'s heuristic, as in scikit-dimension).
 
+* :func:`estimate_all` -- P1's estimator multiverse: the MLE at several k (e.g. 5, 10, 20,
+  50, or every k in 5..50) and TwoNN from ONE exact kNN pass at the largest k. Each value
+  (and bootstrap interval) equals the separate :func:`mle` / :func:`twonn` call's;
+  :func:`estimate_all_from_knn` does the same from given neighbour distances.
+
 Duplicates: like Pope et al.'s ``KNNComputerNoCheck``, zero distances (exact duplicate
 images) are skipped, i.e. T_1..T_k (and r1, r2) are the nearest *non-zero* distances; the
 number skipped is reported in a :class:`~domaingap.kernels._validation.DuplicatePointsWarning`.
 
-Uncertainty (``ci=0.95``): a percentile bootstrap over points, seeded. For the MLE the
+Uncertainty (``ci=0.95``): a percentile bootstrap over points, seeded (the same seed draws
+the same resamples for every estimator, which :func:`estimate_all` shares). For the MLE the
 per-point inverse estimates inv_i are resampled with replacement (cheap and standard: d
 is a smooth function of their mean); for TwoNN the ratios mu_i are resampled and the
 regression refitted. Both condition on the kNN graph of the full sample (neighbours are
@@ -424,7 +430,8 @@ def _check_ks(ks: Any, twonn: bool, n: int | None) -> list[int]:
         raise ValueError(f"ks must be an integer or an iterable of integers, got {ks!r}") from None
     hint = "" if n is None else f" (N={n} points, the point itself is excluded)"
     high = None if n is None else n - 1
-    out = sorted({check_int("k", k, low=3, high=high, hint=hint or " (the estimator divides by k - 2)") for k in ks_list})
+    hint = hint or " (the estimator divides by k - 2)"
+    out = sorted({check_int("k", k, low=3, high=high, hint=hint) for k in ks_list})
     if not out and not twonn:
         raise ValueError("nothing to estimate: ks is empty and twonn=False")
     return out

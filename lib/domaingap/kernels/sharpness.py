@@ -7,9 +7,11 @@ the numerator is the indicator 1[y_j != y_k] (for binary 0/1 labels the two coin
 
     K_F = 1 / min_{y_j != y_k} ||x_j - x_k||_2.
 
-* :func:`label_sharpness` computes this exactly over ALL N(N-1)/2 pairs with the streamed,
-  float64-refined minimum of :func:`domaingap.kernels.distances.min_cross_class_distance`
-  (multiclass labels allowed).
+* :func:`label_sharpness` computes this exactly over ALL pairs with different labels with the
+  streamed minimum of :func:`domaingap.kernels.distances.min_cross_class_distance`
+  (multiclass labels allowed): the points are sorted by label and only the cross-class blocks
+  are computed (n0 x n1 for two classes), exactly for uint8 pixels (int8 GEMM), or in float32
+  with the candidate minimum pairs refined in float64 otherwise.
 * :func:`label_sharpness_sampled` reproduces the estimator of the P1 code
   (``compute_labelsharpness`` in github.com/mazurowski-lab/intrinsic-properties): a random
   subset of ``n_images`` images, two independently shuffled loaders, element-wise pairing
@@ -71,7 +73,8 @@ def label_sharpness(
     Returns
     -------
     float ``1 / min_{y_i != y_j} ||x_i - x_j||``, exact to float64 rounding of the inputs;
-    computed on the device of ``x``.
+    computed on the device of ``x``. With ``return_pair``, the pair (i < j) attaining it; among
+    exactly tied pairs the lexicographically smallest (i, j).
     """
     from . import distances
 
