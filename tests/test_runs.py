@@ -226,3 +226,16 @@ def test_logging_names_a_failed_run(store, caplog):
         with pytest.raises(runs.RunsFailed):
             runs.compute([run_kinds.fail({"i": 1})], store=store, progress=False)
     assert "t_fail" in caplog.text
+
+
+def test_a_module_cache_filled_at_run_time_does_not_change_keys(tmp_path, monkeypatch):
+    # kernels keep probes like `_INT_MM_OK = {}` that a first call fills: a worker that ran another run first
+    # must still compute the scheduler's key (the constant is hashed as written, not as it is now)
+    (tmp_path / "cachemod.py").write_text("_PROBE = {}\nSIZES = (1, 2)\n\ndef f():\n    return _PROBE.get('x'), SIZES\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import cachemod
+
+    before = code.closure([cachemod.f])
+    cachemod._PROBE["x"] = True
+    assert code.closure([cachemod.f]) == before
+    assert "const:cachemod.SIZES" in before and "(1, 2)" in before["const:cachemod.SIZES"]

@@ -113,10 +113,53 @@ def _local_imports(code: types.CodeType, module: str) -> list[Any]:
     return found
 
 
+def _submodule(package: types.ModuleType, name: str) -> types.ModuleType | None:
+    """``package.name`` when it is a submodule, imported if it was not: a package's attributes depend on which of
+    its submodules happen to be imported, and a key must not."""
+    import importlib
+    import importlib.util
+
+    if not hasattr(package, "__path__") or not name.isidentifier():
+        return None
+    try:
+        if importlib.util.find_spec(f"{package.__name__}.{name}") is None:
+            return None
+        return importlib.import_module(f"{package.__name__}.{name}")
+    except (ImportError, ValueError):
+        return None
+
+
 def _code_members(value: Any, roots: frozenset[str]) -> list[Any]:
     """Our functions and classes held in a container constant (dict values, list/tuple items, one level)."""
     items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
     return [v for v in items if isinstance(v, (types.FunctionType, type)) and _ours(v, roots)]
+
+
+@lru_cache(maxsize=None)
+def _assignments(module: str) -> dict[str, str]:
+    """Source text of the module-level assignments of ``module``, by target name."""
+    import ast
+
+    mod = sys.modules.get(module)
+    path = getattr(mod, "__file__", None)
+    if not path:
+        return {}
+    text = Path(path).read_text(encoding="utf-8")
+    out: dict[str, str] = {}
+    for node in ast.parse(text).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) and node.value is not None else []
+        for t in targets:
+            if isinstance(t, ast.Name):
+                out[t.id] = ast.get_source_segment(text, node) or ""
+    return out
+
+
+def _constant_text(module: str, name: str, value: Any) -> str:
+    """What a referenced constant contributes to the hash: its assignment as written in the module (static, so a
+    module-level cache filled at run time, e.g. ``_INT_MM_OK = {}``, cannot change a key between the scheduler
+    and a worker), else its canonical value."""
+    return _assignments(module).get(name) or canonical.canonical(value)
 
 
 def _plain_constant(value: Any) -> bool:
@@ -179,12 +222,14 @@ def closure(items: Iterable[Any]) -> dict[str, str]:
                     todo.append(value.fn)  # a run Kind referenced by name: its function
                 elif not isinstance(value, types.ModuleType) and n.isupper():
                     if _plain_constant(value):
-                        found[f"const:{fn.__module__}.{n}"] = canonical.canonical(value)
+                        found[f"const:{fn.__module__}.{n}"] = _constant_text(fn.__module__, n, value)
                     else:  # a registry of functions, e.g. READERS = {"npz": read_npz}: follow its members
                         todo += _code_members(value, roots)
             for mod in modules:  # attribute access on a domaingap module: module.fit -> fit (the list grows)
                 for n in names:
                     value = getattr(mod, n, None)
+                    if value is None:
+                        value = _submodule(mod, n)  # a package's submodule, whether or not imported yet
                     if isinstance(value, types.ModuleType):
                         if _ours(value, roots) and value not in modules:
                             modules.append(value)  # kernels.attacks.pgd: follow into the submodule
@@ -192,7 +237,7 @@ def closure(items: Iterable[Any]) -> dict[str, str]:
                         todo.append(value)
                     elif n.isupper() and value is not None:
                         if _plain_constant(value):
-                            found[f"const:{mod.__name__}.{n}"] = canonical.canonical(value)
+                            found[f"const:{mod.__name__}.{n}"] = _constant_text(mod.__name__, n, value)
                         else:
                             todo += _code_members(value, roots)
     return found
