@@ -229,13 +229,15 @@ def test_logging_names_a_failed_run(store, caplog):
 
 
 def test_a_module_cache_filled_at_run_time_does_not_change_keys(tmp_path, monkeypatch):
-    # kernels keep probes like `_INT_MM_OK = {}` that a first call fills: a worker that ran another run first
-    # must still compute the scheduler's key (the constant is hashed as written, not as it is now)
-    (tmp_path / "cachemod.py").write_text("_PROBE = {}\nSIZES = (1, 2)\n\ndef f():\n    return _PROBE.get('x'), SIZES\n")
+    # kernels keep probes like `_int_mm_ok = {}` that a first call fills: a worker that ran another run first
+    # must still compute the scheduler's key. Caches are lowercase (not hashed); UPPERCASE constants are hashed.
+    (tmp_path / "cachemod.py").write_text("_probe = {}\nSIZES = (1, 2)\n\ndef f():\n    return _probe.get('x'), SIZES\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     import cachemod
 
     before = code.closure([cachemod.f])
-    cachemod._PROBE["x"] = True
+    cachemod._probe["x"] = True
     assert code.closure([cachemod.f]) == before
-    assert "const:cachemod.SIZES" in before and "(1, 2)" in before["const:cachemod.SIZES"]
+    assert before["const:cachemod.SIZES"] == "[1,2]"
+    cachemod.SIZES = (1, 3)
+    assert code.closure([cachemod.f])["const:cachemod.SIZES"] == "[1,3]"

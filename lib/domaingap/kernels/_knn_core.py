@@ -34,7 +34,7 @@ from ._knn_float import (  # noqa: F401
     _stream_cross_min_approx,
     _tol_factor,
 )
-from ._knn_int8 import _INT_MM_OK, _Int8Failed, _int_mm_available, _IntGram, _stream_cross_min_exact  # noqa: F401
+from ._knn_int8 import _int_mm_ok, _Int8Failed, _int_mm_available, _IntGram, _stream_cross_min_exact  # noqa: F401
 from ._knn_points import (  # noqa: F401
     _I32_MAX,
     _I64_MAX,

@@ -18,13 +18,13 @@ from ._knn_select import _class_blocks
 # block engines: squared distances between rows q0:q1 of the query set and r0:r1 of the refs
 
 
-_INT_MM_OK: dict[str, bool] = {}
+_int_mm_ok: dict[str, bool] = {}  # a run-time cache: lowercase, so not hashed into run keys (runs.code)
 
 
 def _int_mm_available(device: torch.device) -> bool:
     """Whether ``torch._int_mm`` (int8 x int8 -> int32) runs and is exact on this device type."""
     key = device.type
-    if key not in _INT_MM_OK:
+    if key not in _int_mm_ok:
         ok = False
         try:
             g = torch.Generator().manual_seed(0)
@@ -34,8 +34,8 @@ def _int_mm_available(device: torch.device) -> bool:
             ok = bool(torch.equal(got.to(torch.int64), a.to(torch.int64) @ b.to(torch.int64).T))
         except Exception:  # noqa: BLE001 - any failure means: use the float32 path
             ok = False
-        _INT_MM_OK[key] = ok
-    return _INT_MM_OK[key]
+        _int_mm_ok[key] = ok
+    return _int_mm_ok[key]
 
 
 class _Int8Failed(RuntimeError):

@@ -9,7 +9,9 @@ covers, and only covers:
 - recursively, the source of the ``domaingap`` functions and classes that any of those functions reference by a
   global name or as an attribute of a ``domaingap`` module (``training.fit`` inside a run pulls in ``fit``, not
   the whole of ``training``), and the values of the plain-data module constants they reference (a changed
-  ``PREPROCESS_VERSION = "v2"`` changes the key).
+  ``PREPROCESS_VERSION = "v2"`` changes the key). Only UPPERCASE names count as constants: a module-level
+  cache that runs fill in (``_int_mm_ok = {}``) must be lowercase, or a worker that has run something before
+  would compute another key than the scheduler (the executors' key check then refuses the run, loudly).
 
 So editing an analysis function, a table or a notebook changes no key, while editing a run function or anything it
 calls changes the key of that run and, through the upstream keys, of every run downstream of it.
@@ -135,33 +137,6 @@ def _code_members(value: Any, roots: frozenset[str]) -> list[Any]:
     return [v for v in items if isinstance(v, (types.FunctionType, type)) and _ours(v, roots)]
 
 
-@lru_cache(maxsize=None)
-def _assignments(module: str) -> dict[str, str]:
-    """Source text of the module-level assignments of ``module``, by target name."""
-    import ast
-
-    mod = sys.modules.get(module)
-    path = getattr(mod, "__file__", None)
-    if not path:
-        return {}
-    text = Path(path).read_text(encoding="utf-8")
-    out: dict[str, str] = {}
-    for node in ast.parse(text).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, ast.AnnAssign) and node.value is not None else []
-        for t in targets:
-            if isinstance(t, ast.Name):
-                out[t.id] = ast.get_source_segment(text, node) or ""
-    return out
-
-
-def _constant_text(module: str, name: str, value: Any) -> str:
-    """What a referenced constant contributes to the hash: its assignment as written in the module (static, so a
-    module-level cache filled at run time, e.g. ``_INT_MM_OK = {}``, cannot change a key between the scheduler
-    and a worker), else its canonical value."""
-    return _assignments(module).get(name) or canonical.canonical(value)
-
-
 def _plain_constant(value: Any) -> bool:
     try:
         canonical.canonical(value)
@@ -222,7 +197,7 @@ def closure(items: Iterable[Any]) -> dict[str, str]:
                     todo.append(value.fn)  # a run Kind referenced by name: its function
                 elif not isinstance(value, types.ModuleType) and n.isupper():
                     if _plain_constant(value):
-                        found[f"const:{fn.__module__}.{n}"] = _constant_text(fn.__module__, n, value)
+                        found[f"const:{fn.__module__}.{n}"] = canonical.canonical(value)
                     else:  # a registry of functions, e.g. READERS = {"npz": read_npz}: follow its members
                         todo += _code_members(value, roots)
             for mod in modules:  # attribute access on a domaingap module: module.fit -> fit (the list grows)
@@ -237,7 +212,7 @@ def closure(items: Iterable[Any]) -> dict[str, str]:
                         todo.append(value)
                     elif n.isupper() and value is not None:
                         if _plain_constant(value):
-                            found[f"const:{mod.__name__}.{n}"] = _constant_text(mod.__name__, n, value)
+                            found[f"const:{mod.__name__}.{n}"] = canonical.canonical(value)
                         else:
                             todo += _code_members(value, roots)
     return found
