@@ -138,11 +138,13 @@ def test_clinical_tasks_group_the_right_classes():
 
     assert named("kneeoa") == [["KL 0"], ["KL 2", "KL 3", "KL 4"]]  # KL 0 vs radiographic OA (KL >= 2)
     assert named("braintumor") == [["no tumour"], ["glioma", "meningioma", "pituitary"]]
-    # the old datasets keep binary_task (an int pair, as p1.make_task uses it) and say the same as clinical_task
-    for name in ("breastmnist", "pneumoniamnist", "retinamnist", "mednist"):
-        ds = data.info(name)
-        assert [g[0] for g in ds.clinical_task] == list(ds.binary_task)
-    assert data.info("kneeoa").binary_task is None and data.info("braintumor").binary_task is None
+    assert named("retinamnist") == [["grade 0"], ["grade 2", "grade 3", "grade 4"]]  # no DR vs referable DR
+    assert named("breastmnist") == [["malignant"], ["normal, benign"]]
+    assert named("pneumoniamnist") == [["normal"], ["pneumonia"]]
+    # where the classes are no clinical question, P1 draws random pairs instead
+    for name in ("mednist", "pbc") + tuple(data.names("natural")):
+        assert data.info(name).clinical_task is None, name
+    assert not hasattr(data.info("kneeoa"), "binary_task")
 
 
 # --------------------------------------------------------------------------------- class groups in load()

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
+from domaingap.data.formats import p1_format
 from domaingap import cli, data, runs
 from domaingap import measure as M
 from domaingap.kernels import intrinsic_dim, sharpness
@@ -86,7 +87,7 @@ def _folder_arrays(root, size):
             xs.append(np.asarray(Image.open(f), dtype=np.float32)[None])
             ys.append(c)
     x = torch.from_numpy(np.stack(xs))
-    return preprocess.preprocess(x, size), np.asarray(ys)
+    return p1_format(x, size), np.asarray(ys)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -246,8 +247,8 @@ def test_rgb_format_matches_the_chapter_on_grey_images():
     import torch
 
     g = torch.from_numpy(np.random.default_rng(1).uniform(0, 300, (5, 1, 20, 20)).astype(np.float32))
-    assert torch.equal(preprocess.to_p1_format(g.repeat(1, 3, 1, 1), 12, 3), preprocess.preprocess(g, 12).repeat(1, 3, 1, 1))
-    assert torch.equal(preprocess.to_p1_format(g, 12, 1), preprocess.preprocess(g, 12))
+    assert torch.equal(preprocess.to_p1_format(g.repeat(1, 3, 1, 1), 12, 3), p1_format(g, 12).repeat(1, 3, 1, 1))
+    assert torch.equal(preprocess.to_p1_format(g, 12, 1), p1_format(g, 12))
 
 
 # ----------------------------------------------------------------------------------------------- npz and registered

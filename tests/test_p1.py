@@ -24,20 +24,25 @@ def _tmp_artefacts(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.ARTEFACTS_ENV, str(tmp_path / "art"))
 
 
-DATA_CFG = {"size": 28, "natural_datasets": ["mnist"], "natural_pairs": 2, "pair_seed": 1337, "split_seed": 1337,
-            "test_fraction_max": 0.34, "test_per_class": 20, "medical": [["breastmnist", None]]}
+DATA_CFG = {"size": 28, "medical_datasets": ["breastmnist"], "natural_datasets": ["mnist"], "pairs": 2,
+            "pair_seed": 1337, "split_seed": 1337, "test_fraction_max": 0.34, "test_per_class": 20}
 
 
 # ----------------------------------------------------------------------------------------------- tasks
 
 def test_tasks_keys_roundtrip_and_clinical_default():
-    t = p1.make_task("retinamnist")
-    assert t.classes == (0, 4) and t.domain == "medical" and t.key == "retinamnist:0-4"
+    t = p1.make_task("retinamnist")  # no DR vs referable DR (grade >= 2): a grouped clinical task
+    assert t.groups == ((0,), (2, 3, 4)) and t.domain == "medical" and t.key == "retinamnist:0-2+3+4"
+    assert t.clinical and not t.radiology
     assert p1.parse_task(t.key) == t
     assert p1.parse_task("cifar10:3-5").label == "CIFAR-10 cat vs dog"
-    with pytest.raises(ValueError, match="two distinct class ids"):
+    assert p1.parse_task("cifar10:3-5").groups == ((3,), (5,)) and not p1.parse_task("cifar10:3-5").clinical
+    assert p1.parse_task("kneeoa:0-2+3+4").label == "Knee OA KL 0 vs KL 2+KL 3+KL 4"
+    with pytest.raises(ValueError, match="repeated"):
         p1.make_task("mnist", (3, 3))
-    with pytest.raises(ValueError, match="no default binary task"):
+    with pytest.raises(ValueError, match="binary"):
+        p1.make_task("mnist", (1, 2, 3))
+    with pytest.raises(ValueError, match="no clinical binary task"):
         p1.make_task("mnist")
     with pytest.raises(ValueError, match="dataset:a-b"):
         p1.parse_task("mnist-3-8")
@@ -53,32 +58,57 @@ def test_random_pairs_seeded_distinct_and_extendable():
         p1.random_pairs("mnist", 46, seed=1)
 
 
-def test_tasks_from_profile_section():
-    ts = p1.tasks(DATA_CFG)
-    assert [t.key for t in ts][:1] == ["breastmnist:0-1"]
-    assert len(ts) == 3 and {t.domain for t in ts[1:]} == {"natural"}
-    with pytest.raises(ValueError, match="duplicate tasks"):
-        p1.tasks({**DATA_CFG, "medical": [["breastmnist", None], ["breastmnist", [0, 1]]]})
+def test_tasks_from_profile_section_follow_one_rule_for_both_domains():
+    ts = p1.tasks({**DATA_CFG, "medical_datasets": ["breastmnist", "mednist", "kneeoa"]})
+    keys = [t.key for t in ts]
+    # clinical task where the dataset has one; random pairs (same seed and count) elsewhere, in both domains
+    assert keys[0] == "breastmnist:0-1" and keys[3] == "kneeoa:0-2+3+4"
+    assert keys[1:3] == [f"mednist:{a}-{b}" for a, b in p1.random_pairs("mednist", 2, 1337)]
+    assert keys[4:] == [f"mnist:{a}-{b}" for a, b in p1.random_pairs("mnist", 2, 1337)]
+    assert [t.domain for t in ts] == ["medical"] * 4 + ["natural"] * 2
+    with pytest.raises(ValueError, match="listed twice"):
+        p1.tasks({**DATA_CFG, "medical_datasets": ["breastmnist", "breastmnist"]})
+    with pytest.raises(ValueError, match="wrong domain.*mnist"):
+        p1.tasks({**DATA_CFG, "medical_datasets": ["mnist"]})
+
+
+def test_every_default_task_is_binary_and_has_enough_images(require_data):
+    for name in ("breastmnist", "kneeoa", "braintumor", "pbc", "imagenette"):
+        require_data(name)
+    cfg = p1.configs("default")
+    ts = p1.tasks(cfg["data"])
+    assert len({t.dataset for t in ts if t.domain == "medical"}) >= 7
+    assert len({t.dataset for t in ts if t.domain == "natural"}) >= 4
+    limits = {t.key: p1.task_limits(t, cfg["data"]) for t in ts}
+    common = min(v["max_train"] for v in limits.values())
+    assert limits["breastmnist:0-1"]["max_train"] == common == 278  # 210 malignant, 71 held out
+    # the K_F(n) curve's common size: the largest profile size every task reaches
+    assert max(n for n in cfg["fig1"]["n"] if n <= common) == 250
 
 
 # ----------------------------------------------------------------------------------------------- images
 
-def test_preprocess_scales_each_image_to_255_truncates_and_keeps_black():
+def test_p1_format_scales_each_image_to_255_truncates_and_keeps_black():
     import torch
+
+    from domaingap.data.formats import p1_format
 
     x = torch.zeros(3, 1, 4, 4)
     x[0, 0, 0, 0], x[0, 0, 1, 1] = 100.0, 50.0  # max 100 -> 255, 50 -> 127.5 -> 127 (truncated)
     x[1] = 255.0
-    out = p1.preprocess(x, 4)
+    out = p1_format(x, 4)
     assert out.dtype == torch.uint8 and out.shape == (3, 1, 4, 4)
     assert out[0, 0, 0, 0] == 255 and out[0, 0, 1, 1] == 127
     assert int(out[1].min()) == 255 and int(out[2].max()) == 0
     # resizing a constant image keeps it constant
-    assert torch.equal(p1.preprocess(torch.full((1, 1, 8, 8), 30.0), 4), torch.full((1, 1, 4, 4), 255, dtype=torch.uint8))
-    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
-        p1.preprocess(torch.zeros(2, 3, 4, 4), 4)
+    assert torch.equal(p1_format(torch.full((1, 1, 8, 8), 30.0), 4), torch.full((1, 1, 4, 4), 255, dtype=torch.uint8))
+    # RGB: one peak per image over all channels, so grey repeated 3 times = the grey result repeated
+    g = torch.arange(2 * 9 * 9, dtype=torch.float32).remainder_(97).view(2, 1, 9, 9) * 1.7
+    assert torch.equal(p1_format(g.repeat(1, 3, 1, 1), 5), p1_format(g, 5).repeat(1, 3, 1, 1))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        p1_format(torch.zeros(2, 4, 4), 4)
     with pytest.raises(ValueError, match="size must be an int >= 2"):
-        p1.preprocess(torch.zeros(2, 1, 4, 4), 1)
+        p1_format(torch.zeros(2, 1, 4, 4), 1)
 
 
 def test_task_pool_common_format(require_data):
@@ -106,7 +136,7 @@ def test_paper_profile_reads_p1s_224_px_format_from_the_224_px_release(monkeypat
     monkeypatch.setattr(data, "load", fake_load)
     pools._pool.cache_clear()
     with pytest.raises(data.DataFileError):
-        p1.task_pool(p1.Task("pneumoniamnist", (0, 1)), 224)
+        p1.task_pool(p1.Task("pneumoniamnist", ((0,), (1,))), 224)
     assert asked == [("pneumoniamnist", 224)]
 
 
@@ -127,7 +157,15 @@ def test_split_is_balanced_disjoint_capped_and_training_sets_nest():
         p1.task_split(np.array([0, 1, 1, 1]), test_per_class=1, test_fraction_max=0.5, seed=0)
 
 
-def test_train_specs_skip_sizes_a_task_cannot_supply_and_are_json(require_data):
+def test_sizes_for_keeps_reachable_sizes_and_trains_small_tasks_at_their_maximum():
+    assert p1.sizes_for([50, 100, 200, 400], 1000) == [50, 100, 200, 400]
+    assert p1.sizes_for([50, 100, 200, 400], 279) == [50, 100, 200, 278]  # even, class-balanced
+    # P1's paper sizes out of BreastMNIST's reach: its maximum and half of it (a slope needs two sizes)
+    assert p1.sizes_for([500, 750, 1000, 1250, 1500, 1750], 278) == [138, 278]
+    assert p1.sizes_for([500, 750], 750) == [500, 750]
+
+
+def test_train_specs_cap_sizes_a_task_cannot_supply_and_are_json(require_data):
     require_data("breastmnist")
     require_data("mnist")
     train_cfg = {"models": {"small_cnn": {"lr": 1e-3, "batch_size": 16}}, "sizes": [100, 400], "seeds": [0, 1],
@@ -138,7 +176,7 @@ def test_train_specs_skip_sizes_a_task_cannot_supply_and_are_json(require_data):
         by_task.setdefault(s["task"], set()).add(s["n"])
         assert "device" not in s and s["arch"] == {} and s["batch_size"] == 16
     # BreastMNIST: 210 malignant images, 20 held out -> at most 380 balanced training images
-    assert by_task["breastmnist:0-1"] == {100}
+    assert by_task["breastmnist:0-1"] == {100, 380}
     assert all(v == {100, 400} for k, v in by_task.items() if k.startswith("mnist"))
     json.dumps(specs)
 
@@ -156,7 +194,10 @@ def _tiny_spec():
 def test_geometry_run_matches_float64_brute_force(require_data):
     require_data("mnist")
     task, cfg, _ = _tiny_spec()
-    spec = p1.geometry_specs([task], cfg, {"n": [40], "reps": 1, "k": 5, "kf_sample_images": 40})[0]
+    specs = p1.geometry_specs([task], cfg, {"n": [40, 10**6], "reps": [1, 3], "k": 5, "ks": [3, 5],
+                                           "kf_sample_images": 40})
+    assert [(s["n"], s["rep"]) for s in specs] == [("full", 0), (40, 0)]  # sizes out of reach are skipped
+    spec = specs[1]
     res = p1.geometry_sweep([spec], progress=False)[0]
     pool, split = pools._split_for(spec)
     idx = p1.subsample(split, pool.y, 40, 0)
@@ -169,10 +210,24 @@ def test_geometry_run_matches_float64_brute_force(require_data):
     i, j = res["kf_i"], res["kf_j"]
     assert pool.y[i] != pool.y[j]
     assert np.linalg.norm(pool.x[i].astype(float) - pool.x[j].astype(float)) == pytest.approx(res["kf_distance"])
-    # MLE (MacKay-Ghahramani, k = 5) from the brute-force neighbour distances
-    t = np.sort(d + np.diag(np.full(40, np.inf)), axis=1)[:, :5]
-    inv = np.log(t[:, -1:] / t[:, :-1]).sum(1) / (5 - 2)
-    assert res["mle"] == pytest.approx(1 / inv.mean(), rel=1e-9)
+    assert res["n_points"] == 40 and res["class_counts"] == [20, 20]
+    # MLE (MacKay-Ghahramani) at each k from the brute-force neighbour distances
+    srt = np.sort(d + np.diag(np.full(40, np.inf)), axis=1)
+    for k in (3, 5):
+        t = srt[:, :k]
+        inv = np.log(t[:, -1:] / t[:, :-1]).sum(1) / (k - 2)
+        assert res[f"mle_k{k}"] == pytest.approx(1 / inv.mean(), rel=1e-9)
+
+
+def test_full_geometry_run_uses_the_whole_training_pool_and_never_the_test_set(require_data):
+    require_data("breastmnist")
+    task = p1.make_task("breastmnist")
+    spec = p1.geometry_specs([task], DATA_CFG, {"n": [], "reps": [], "k": 5, "ks": [5], "kf_sample_images": 50})[0]
+    res = p1.geometry_sweep([spec], progress=False)[0]
+    pool, split = pools._split_for(spec)
+    assert res["n_points"] == len(split.train_pool) == 780 - 40
+    assert res["class_counts"] == np.bincount(pool.y[split.train_pool]).tolist() == [190, 550]
+    assert res["kf_i"] in set(split.train_pool) and res["kf_j"] in set(split.train_pool)
 
 
 def test_training_attack_and_repr_runs_are_cached(require_data):
@@ -299,7 +354,7 @@ def _require_ci_data(require_data):
     from domaingap import profiles
 
     cfg = profiles.get("p1_data", "ci")
-    for name in dict.fromkeys([m[0] for m in cfg["medical"]] + list(cfg["natural_datasets"])):
+    for name in list(cfg["medical_datasets"]) + list(cfg["natural_datasets"]):
         require_data(name)
 
 
@@ -326,12 +381,15 @@ def test_code_closures_hold_what_shapes_each_result_and_no_analysis():
     from domaingap.kernels import attacks, distances, intrinsic_dim, sharpness
     from domaingap.runs import code
 
-    shared = [pools.preprocess, pools.task_pool, pools.task_split, pools.train_indices, pools._split_for,
+    from domaingap.data import formats
+
+    shared = [formats.p1_format, pools.task_pool, pools.task_split, pools.train_indices, pools._split_for,
               data.load, data.sample_indices]
     model = [training.fit, training.evaluate, models.build_model, models.build_configured, pools.run_data,
              p1_runs.build]
     wanted = {
-        p1_runs.geometry: shared + [pools.subsample, intrinsic_dim.mle, intrinsic_dim.twonn, sharpness.label_sharpness,
+        p1_runs.geometry: shared + [pools.geometry_indices, pools.subsample, intrinsic_dim.estimate_all,
+                                    sharpness.label_sharpness,
                                     sharpness.label_sharpness_sampled, distances.min_cross_class_distance],
         p1_runs.train: shared + model,
         p1_runs.attack: shared + [models.build_model, pools.run_data, p1_runs.load_model, attacks.fgsm, attacks.pgd],
@@ -339,7 +397,8 @@ def test_code_closures_hold_what_shapes_each_result_and_no_analysis():
                                     intrinsic_dim.mle, intrinsic_dim.twonn],
     }
     # the chapter's analysis, loading, spec and task-listing code, and the notebooks' claims, never enter a key
-    outside = ("domaingap.chapters.p1.analysis.", "domaingap.chapters.p1.results.", "domaingap.chapters.p1.specs.",
+    outside = ("domaingap.chapters.p1.analysis.", "domaingap.chapters.p1.levels.", "domaingap.chapters.p1.results.",
+               "domaingap.chapters.p1.specs.", "domaingap.stats.",
                "domaingap.claims.", "domaingap.chapters.p2", "domaingap.chapters.p3", "domaingap.profiles.")
     analysis = [getattr(p1.analysis, n) for n in p1.analysis.__all__]
     for kind, fns in wanted.items():
@@ -368,7 +427,7 @@ def test_upstream_edges_and_keys_follow_the_training_run(require_data, monkeypat
     assert a2.upstream["model"].key == p1_runs.train(other).key != t.key and a2.key != a.key
     # a changed training function (its code hash) changes the training and attack keys, not the geometry's
     geo_spec = p1.geometry_specs([p1.make_task("mnist", (0, 1))], {**DATA_CFG, "test_per_class": 8},
-                                 {"n": [40], "reps": 1, "k": 5, "kf_sample_images": 40})[0]
+                                 {"n": [40], "reps": [1], "k": 5, "ks": [5], "kf_sample_images": 40})[1]
     g = p1_runs.geometry(geo_spec)
     own = p1_runs.attack.code_hash
     monkeypatch.setitem(p1_runs.train.__dict__, "code_hash", "edited")
@@ -384,7 +443,7 @@ def test_keys_are_the_same_in_a_fresh_process(require_data):
     require_data("mnist")
     _, _, spec = _tiny_spec()
     geo = p1.geometry_specs([p1.make_task("mnist", (0, 1))], {**DATA_CFG, "test_per_class": 8},
-                            {"n": [40], "reps": 1, "k": 5, "kf_sample_images": 40})[0]
+                            {"n": [40], "reps": [1], "k": 5, "ks": [5], "kf_sample_images": 40})[1]
     here = [p1_runs.geometry(geo).key, p1_runs.train(spec).key]
     script = ("import json, sys; from domaingap.chapters.p1 import runs as k; s = json.load(sys.stdin); "
               "print(k.geometry(s['geo']).key, k.train(s['train']).key)")

@@ -1,10 +1,16 @@
 """The ``domaingap`` command line (also ``python -m domaingap.cli``).
 
     domaingap measure PATH [--size 28|64|224] [--gray] [--task a,b] [--device auto|cpu|cuda] [--out DIR] [--n N]
+    domaingap data list | check [NAME ...] | fetch NAME ... [--release PX]
+    domaingap run [--profile ci|default|paper] [--chapter p1[,p2,p3]] [--only SWEEPS] [--executor E] [--list]
 
 ``measure``: P1's intrinsic dataset properties (d_data by MLE and TwoNN, exact label sharpness K_F, duplicates) of
 an ImageFolder directory, a MedMNIST-layout ``.npz`` or a registered dataset, beside the book's datasets at the same
 format and n; writes ``DIR/report.md`` with figures (:mod:`domaingap.measure`).
+
+``data``: the dataset registry: list it, check the files and their checksums, fetch from the publishers
+(:mod:`domaingap.cli_data`). ``run``: compute the chapters' sweeps into the artefact store, the same command as
+``python -m domaingap.chapters`` (:mod:`domaingap.chapters.cli`, which it calls).
 
 Each subcommand is one entry of :data:`COMMANDS`: a function adding its arguments to a sub-parser and a function
 running it that returns the exit status. Library code raises; this module alone turns errors into exit codes:
@@ -67,8 +73,8 @@ def _run_measure(args: argparse.Namespace) -> int:
     from .measure import measure_path, predictions
 
     refs = args.references.strip().lower()
-    references = None if refs == "all" else False if refs in ("none", "") else [r.strip() for r in
-                                                                                   args.references.split(",") if r.strip()]
+    references = (None if refs == "all" else False if refs in ("none", "")
+                  else [r.strip() for r in args.references.split(",") if r.strip()])
     try:
         ks = tuple(int(k) for k in args.ks.split(",") if k.strip())
     except ValueError:
@@ -97,12 +103,70 @@ def _run_measure(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------------------------- data
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    from .cli_data import add_data
+
+    add_data(p)
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    from .cli_data import run_data
+
+    return run_data(args)
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    from .profiles import PROFILES
+
+    p.add_argument("--profile", default="default", choices=PROFILES,
+                   help="sizes of every run: ci (minutes), default (the book, on a CPU), paper (use a GPU)")
+    p.add_argument("--chapter", "--chapters", dest="chapter", default=None, metavar="p1|p2|p3",
+                   help="one chapter, or several comma-separated (default: every chapter, as one graph)")
+    p.add_argument("--only", default="", metavar="SWEEPS", help="comma-separated sweep names (default: all)")
+    p.add_argument("--executor", default=None,
+                   help="sequential | process:N | dask[:ADDRESS] | slurm (default: $DOMAINGAP_EXECUTOR, else "
+                        "sequential)")
+    p.add_argument("--list", action="store_true", help="list the sweeps and how many runs are cached; compute nothing")
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    """Forward to ``python -m domaingap.chapters`` (its ``main``): one command, one implementation."""
+    from .chapters import CHAPTERS
+    from .chapters.cli import main as chapters_main
+
+    argv = ["--profile", args.profile]
+    if args.chapter is not None:
+        chosen = [c.strip() for c in args.chapter.split(",") if c.strip()]
+        unknown = [c for c in chosen if c not in CHAPTERS]
+        if unknown or not chosen:
+            raise ValueError(f"--chapter must name chapters among {', '.join(CHAPTERS)}; got {args.chapter!r}")
+        argv += ["--chapters", ",".join(chosen)]
+    if args.only:
+        argv += ["--only", args.only]
+    if args.executor:
+        argv += ["--executor", args.executor]
+    if args.list:
+        argv.append("--list")
+    try:
+        return chapters_main(None, argv)
+    except SystemExit as stop:  # its parser's errors (an unknown sweep): the message is printed, keep the status
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+
+
 # ----------------------------------------------------------------------------------------------- the program
 
-# name -> (help, add arguments, run); `data check|fetch`, `run CHAPTER` and `book` are added here the same way
+# name -> (help, add arguments, run); a new command (e.g. `book`) is one more entry
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "measure": ("P1's intrinsic properties (d_data, K_F, duplicates) of your labelled images, beside the book's "
                 "datasets", _add_measure, _run_measure),
+    "data": ("the registered datasets: list them, check their files and checksums, fetch them from the publishers",
+             _add_data, _run_data),
+    "run": ("compute the chapters' sweeps at a profile into the artefact store (python -m domaingap.chapters)",
+            _add_run, _run_run),
 }
 
 

@@ -29,9 +29,9 @@ section no YAML file defines (``tests/test_profiles.py``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SECTIONS: dict[str, type["Section"]] = {}
 
@@ -60,13 +60,6 @@ def section(name: str):
     return register
 
 
-def _tuples(value: Any) -> Any:
-    """YAML lists as tuples, recursively (strict validation accepts only a tuple for a tuple field)."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
-# [dataset, [class a, class b]] or [dataset, null]
-MedicalTask = Annotated[tuple[str, tuple[int, int] | None], BeforeValidator(_tuples)]
 Stem = Literal["cifar", "imagenet"]
 Optimizer = Literal["adam", "sgd"]          # training.fit's optimizers
 Schedule = Literal["constant", "step", "cosine"]  # training.fit's learning-rate schedules
@@ -96,22 +89,22 @@ class DataOverview(Section):
 @section("p1_data")
 class P1Data(Section):
     size: int = Field(description="common image side in px (1 channel, [0, 255])")
-    natural_datasets: list[str] = Field(description="natural datasets whose random class pairs are tasks")
-    pair_seed: int = Field(description="seed of the random class pairs of the natural datasets")
+    medical_datasets: list[str] = Field(description="medical datasets: each gives its clinical task, or random pairs")
+    natural_datasets: list[str] = Field(description="natural datasets: each gives `pairs` random class pairs")
+    pairs: int = Field(description="random class pairs per dataset without a clinical binary task")
+    pair_seed: int = Field(description="seed of the random class pairs")
     split_seed: int = Field(description="seed of every task's fixed test set")
     test_fraction_max: float = Field(description="largest share of a task's smaller class held out for testing")
-    medical: list[MedicalTask] = Field(
-        description="medical tasks: [dataset, [class a, class b]] or [dataset, null] (the clinical binary task)")
-    natural_pairs: int = Field(description="random class pairs per natural dataset")
     test_per_class: int = Field(description="wanted test images per class (capped by test_fraction_max)")
 
 
 @section("p1_fig1")
 class P1Fig1(Section):
-    k: int = Field(description="MLE neighbours")
+    k: int = Field(description="MLE neighbours of the primary d_data (P1: 20)")
+    ks: list[int] = Field(description="MLE neighbours of the estimator multiverse (P1's k plus others)")
     kf_sample_images: int = Field(description="images in P1's sampled K_F estimate")
-    n: list[int] = Field(description="class-balanced subsample sizes; the first is common to every task")
-    reps: int = Field(description="subsamples per task and size (seeds 0..reps-1)")
+    n: list[int] = Field(description="class-balanced subsample sizes of the K_F(n) curve (besides the full pool)")
+    reps: list[int] = Field(description="subsamples per task at each size of n (seeds 0..reps-1)")
 
 
 class P1Model(Strict):
@@ -127,7 +120,7 @@ class P1Model(Strict):
 class P1Fig2(Section):
     weight_decay: float = Field(description="Adam weight decay")
     models: dict[str, P1Model] = Field(description="model name -> lr, batch size and build_model options")
-    sizes: list[int] = Field(description="training-set sizes N (those above a task's maximum are skipped)")
+    sizes: list[int] = Field(description="training-set sizes N (out of a task's reach: its maximum instead)")
     seeds: list[int] = Field(description="training seeds per (task, model, N)")
     epochs: int = Field(description="training epochs (the last epoch's model is kept)")
 

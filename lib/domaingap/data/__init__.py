@@ -29,7 +29,7 @@ Modules: :mod:`.registry` (entries), :mod:`.files` (checksums, errors, locked ex
 from __future__ import annotations
 
 from .. import paths
-from . import files, publishers, readers, registry, request
+from . import files, formats, publishers, readers, registry, request
 from .files import (DOWNLOAD_BY_DEFAULT, DOWNLOAD_ENV, MARKER, DataFileError, _atomic_savez, atomic_write,
                     cache_dir, download, download_allowed, extract, have_files, md5, sha256, verified_file)
 from .readers import (READERS, _medmnist_plus_file, _read_cifar10, _read_digits, _read_image_folder,
@@ -52,7 +52,8 @@ __all__ = [
     "DOWNLOAD_BY_DEFAULT", "DOWNLOAD_ENV", "MARKER", "MEDMNIST_SIZES", "MEDNIST_MD5", "MEDNIST_SPLIT_SEED",
     "MEDNIST_URL", "PBC_SPLIT_SEED", "READERS", "REGISTRY", "SPLITS", "DataFileError", "DatasetInfo",
     "FolderLayout", "ImageSet", "Publisher", "atomic_write", "cache_dir", "class_groups", "download",
-    "download_allowed", "extract", "files", "have_files", "info", "load", "load_arrays", "md5", "medmnist_info",
-    "names", "paths", "publishers", "reader_for", "readers", "registry", "release_for", "releases", "request",
+    "download_allowed", "extract", "files", "formats", "have_files", "info", "load", "load_arrays", "md5",
+    "medmnist_info", "names", "paths", "publishers", "reader_for", "readers", "registry", "release_for",
+    "releases", "request",
     "sample_indices", "sha256", "verified_file",
 ]

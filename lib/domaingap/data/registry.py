@@ -72,11 +72,12 @@ class DatasetInfo:
     licence: str
     source: str
     files: dict[str, str] = field(default_factory=dict)
-    binary_task: tuple[int, int] | None = None  # the clinical binary task as two class ids (old datasets)
     note: str = ""
     modality: str = ""  # imaging modality of a medical dataset ("X-ray", "MRI", "ultrasound", ...)
     radiology: bool = False  # True for radiological imaging (X-ray, CT, MRI, ultrasound)
-    clinical_task: ClassGroups | None = None  # the clinical binary task as two class GROUPS (every medical set)
+    # the clinically meaningful binary task as two class GROUPS (label 0, label 1); None where the classes are
+    # not a clinical question (MedNIST's body regions, PBC's cell types, natural sets): P1 then uses random pairs
+    clinical_task: ClassGroups | None = None
     reader: str = ""  # key of domaingap.data.readers.READERS (default: the dataset name)
     layout: FolderLayout | None = None
     publisher: Publisher | None = None
@@ -121,8 +122,8 @@ def medmnist_relpath(name: str, size: int) -> str:
     return f"{name}/{name}.npz" if size == 28 else f"{name}/{name}_{size}.npz"
 
 
-def _medmnist(name: str, *, title: str, source: str, sha256: dict[int, str], binary_task: tuple[int, int],
-              modality: str, radiology: bool, note: str = "") -> DatasetInfo:
+def _medmnist(name: str, *, title: str, source: str, sha256: dict[int, str],
+              clinical_task: ClassGroups, modality: str, radiology: bool, note: str = "") -> DatasetInfo:
     meta = medmnist_info()[name]
     labels = meta["label"]
     classes = tuple(labels[str(i)] for i in range(len(labels)))
@@ -132,8 +133,8 @@ def _medmnist(name: str, *, title: str, source: str, sha256: dict[int, str], bin
     return DatasetInfo(
         name=name, title=title, domain="medical", native_size=28, channels=int(meta["n_channels"]),
         classes=classes, split_sizes={s: int(n) for s, n in meta["n_samples"].items()}, licence=meta["license"],
-        source=source, files={medmnist_relpath(name, 28): sha256[28]}, binary_task=binary_task, note=note,
-        modality=modality, radiology=radiology, clinical_task=((binary_task[0],), (binary_task[1],)),
+        source=source, files={medmnist_relpath(name, 28): sha256[28]}, note=note,
+        modality=modality, radiology=radiology, clinical_task=clinical_task,
         reader="medmnist",
         release_files={s: {medmnist_relpath(name, s): h} for s, h in sha256.items() if s != 28},
         md5={medmnist_relpath(name, s): meta[f"MD5{suffix[s]}"] for s in MEDMNIST_SIZES},
@@ -152,26 +153,28 @@ _BRAIN_FOLDERS = ("glioma", "meningioma", "notumor", "pituitary")
 
 REGISTRY: dict[str, DatasetInfo] = {
     "breastmnist": _medmnist(
-        "breastmnist", title="BreastMNIST", modality="ultrasound", radiology=True, binary_task=(0, 1),
+        "breastmnist", title="BreastMNIST", modality="ultrasound", radiology=True, clinical_task=((0,), (1,)),
         source="MedMNIST v2 (Yang et al. 2023); breast ultrasound (Al-Dhabyani et al. 2020)",
         sha256={28: "3a22d2a4625e7dd8903f0f59030e81a3d0c222bece2e5e10927456cb50efdec1",
                 64: "c18cdad0c6a4669aaedd761b2f278373eac3a5afe111e685165dc623c1a7b9ed"}),
     "pneumoniamnist": _medmnist(
-        "pneumoniamnist", title="PneumoniaMNIST", modality="X-ray", radiology=True, binary_task=(0, 1),
+        "pneumoniamnist", title="PneumoniaMNIST", modality="X-ray", radiology=True, clinical_task=((0,), (1,)),
         source="MedMNIST v2; pediatric chest X-ray (Kermany et al. 2018)",
         sha256={28: "e1792d3f03751cb101e99f19a63b3c1941436c988665f47853417b05be250cd8"}),
     "retinamnist": _medmnist(
-        "retinamnist", title="RetinaMNIST", modality="fundus photograph", radiology=False, binary_task=(0, 4),
+        "retinamnist", title="RetinaMNIST", modality="fundus photograph", radiology=False,
+        clinical_task=((0,), (2, 3, 4)),
         source="MedMNIST v2; fundus images, DeepDRiD (Liu et al. 2022)",
         sha256={28: "254915f5f0a2074665c4676356824cf4ef4a3bcab233894b4bafcaf48962bd69"},
-        note="5 ordinal diabetic-retinopathy grades; binary task: grade 0 vs grade 4"),
+        note="5 ordinal diabetic-retinopathy grades; clinical task: no DR (grade 0) vs referable DR (grade >= 2, "
+             "moderate or worse, the usual screening threshold); grade 1 left out"),
     "mednist": DatasetInfo(
         name="mednist", title="MedNIST", domain="medical", native_size=64, channels=1,
         classes=("AbdomenCT", "BreastMRI", "CXR", "ChestCT", "Hand", "HeadCT"),
         split_sizes={"train": 47163, "val": 5895, "test": 5896},
         licence="CC BY-SA 4.0", source="MONAI MedNIST (B. Erickson, Mayo Clinic); CT, MRI, X-ray",
         files={"mednist/MedNIST.tar.gz": "0a2fa0e39ca57ad2a3cd45d77407327763466e1489b14b390420c16d9affb1e9"},
-        binary_task=(0, 3), clinical_task=((0,), (3,)), modality="CT, MRI, X-ray", radiology=True,
+        modality="CT, MRI, X-ray", radiology=True,
         reader="imagefolder",
         layout=FolderLayout("MedNIST", ("AbdomenCT", "BreastMRI", "CXR", "ChestCT", "Hand", "HeadCT"), "L",
                             fractions=SPLIT_80_10_10, seed=MEDNIST_SPLIT_SEED),
@@ -179,7 +182,7 @@ REGISTRY: dict[str, DatasetInfo] = {
             page="https://github.com/Project-MONAI/MONAI", md5="0bc7306e7427e00ad1c5526a6677552d",
             url="https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/MedNIST.tar.gz"),
         note="no official split: stratified 80/10/10 with seed 0 (domaingap.data.MEDNIST_SPLIT_SEED); "
-             "binary task AbdomenCT vs ChestCT (two CT classes, the hardest pair to tell apart by intensity)"),
+             "no clinical binary task (the classes are body regions and modalities)"),
     "kneeoa": DatasetInfo(
         name="kneeoa", title="Knee OA (KL grades)", domain="medical", native_size=64, channels=1,
         classes=("KL 0", "KL 1", "KL 2", "KL 3", "KL 4"), split_sizes={"train": 5778, "val": 826, "test": 1656},

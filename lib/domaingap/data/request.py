@@ -8,6 +8,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from .formats import to_luma
 from .files import DataFileError, _atomic_savez, cache_dir, download_allowed, have_files, locked
 from .readers import reader_for
 from .registry import MEDMNIST_SIZES, DatasetInfo, info
@@ -223,7 +224,7 @@ def load(name: str, split: str = "train", *, classes: Sequence[ClassSpec] | None
     positions, labels = positions[picked], labels[picked]
     x = torch.from_numpy(imgs[positions]).float()
     if channels == 1 and x.shape[1] == 3:
-        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        x = to_luma(x)
     elif channels == 3 and x.shape[1] == 1:
         x = x.repeat(1, 3, 1, 1)
     if size is not None and size != x.shape[-1]:

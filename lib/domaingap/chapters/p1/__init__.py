@@ -39,22 +39,24 @@ run kinds: the only code in artefact keys), :mod:`.specs` (profile -> specs -> r
 from __future__ import annotations
 
 from ...claims import verdict  # noqa: F401  (re-exported for the notebooks)
+from . import levels
 from .analysis import (bootstrap_ci, coef_table, correlation, domain_test, fit_ols, grouped_bootstrap_ci,
                        results_frame, wilson_fraction)
-from .pools import (PREPROCESS_VERSION, TaskPool, TaskSplit, data_spec, preprocess, run_data, subsample,
+from .pools import (PREPROCESS_VERSION, TaskPool, TaskSplit, data_spec, geometry_indices, run_data, subsample,
                     task_limits, task_pool, task_split, test_per_class_for, train_indices)
 from .results import attack_sweep, geometry_sweep, repr_sweep, run_all, train_sweep, trained
-from .specs import SWEEPS, attack_specs, configs, geometry_specs, repr_specs, sweeps, train_specs
-from .tasks import Task, make_task, parse_task, random_pairs, tasks
+from .specs import SWEEPS, attack_specs, configs, geometry_specs, repr_specs, sizes_for, sweeps, train_specs
+from .tasks import Task, dataset_tasks, make_task, parse_task, random_pairs, tasks
 
 PAPER = "P1"
 
 __all__ = ["PAPER", "PREPROCESS_VERSION", "SWEEPS", "Task", "TaskPool", "TaskSplit", "attack_specs",
-           "attack_sweep", "bootstrap_ci", "coef_table", "configs", "correlation", "data_spec", "domain_test",
-           "fit_ols", "geometry_specs", "geometry_sweep", "grouped_bootstrap_ci", "make_task", "parse_task",
-           "published", "random_pairs", "repr_specs", "repr_sweep", "results_frame", "run_all", "run_data",
-           "subsample", "sweeps", "task_limits", "task_pool", "task_split", "tasks", "test_per_class_for",
-           "train_indices", "train_specs", "train_sweep", "trained", "verdict", "wilson_fraction"]
+           "attack_sweep", "bootstrap_ci", "coef_table", "configs", "correlation", "data_spec", "dataset_tasks",
+           "domain_test", "fit_ols", "geometry_indices", "geometry_specs", "geometry_sweep", "grouped_bootstrap_ci",
+           "levels", "make_task", "parse_task", "published", "random_pairs", "repr_specs", "repr_sweep",
+           "results_frame", "run_all", "run_data", "sizes_for", "subsample", "sweeps", "task_limits", "task_pool",
+           "task_split", "tasks", "test_per_class_for", "train_indices", "train_specs", "train_sweep", "trained",
+           "verdict", "wilson_fraction"]
 
 
 def published() -> dict:

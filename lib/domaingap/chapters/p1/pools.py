@@ -1,9 +1,9 @@
 """P1's images and splits: every task's pooled images in ONE common format, its fixed test set and its nested
 class-balanced training sets.
 
-- :func:`preprocess`: P1's per-image scaling ``img * 255 / img.max()`` truncated to uint8 (the authors'
-  ``MedicalDataset.normalize``, used for natural datasets too), then a bilinear antialiased resize to ``S`` px.
-- :func:`task_pool`: all images of a task over the dataset's official splits, uint8 ``(M, 1, S, S)``.
+- :func:`task_pool`: all images of a task over the dataset's official splits, uint8 ``(M, 1, S, S)``, in P1's
+  format (:func:`domaingap.data.formats.p1_format`: per-image scaling ``img * 255 / img.max()`` truncated to
+  uint8, then a bilinear antialiased resize to ``S`` px) after ITU-R 601 luma for RGB sets.
 - :func:`task_split`: a class-balanced test set held out once per task; :func:`train_indices`: training sets
   nested across N for one seed.
 - :func:`data_spec`: the part of every run spec that fixes a task's images and test set;
@@ -22,41 +22,13 @@ from typing import Sequence
 import numpy as np
 
 from ... import data
+from ...data.formats import P1_FORMAT_VERSION, p1_format
 from .tasks import Task
 
-PREPROCESS_VERSION = "p1-gray-maxscale-uint8-v1"  # bump when preprocess() changes
+PREPROCESS_VERSION = "p1-gray-" + P1_FORMAT_VERSION  # luma, then p1_format; bump when _pool() changes
 
-__all__ = ["PREPROCESS_VERSION", "TaskPool", "TaskSplit", "data_spec", "preprocess", "run_data", "subsample",
-           "task_limits", "task_pool", "task_split", "test_per_class_for", "train_indices"]
-
-
-def preprocess(x, size: int):
-    """P1's image normalisation at the chapter's common format.
-
-    Args:
-        x: float tensor ``(N, 1, H, W)`` of grey values in [0, 255].
-        size: output side S in pixels.
-
-    Returns:
-        uint8 tensor ``(N, 1, S, S)``. Each image is scaled by ``255 / img.max()`` and truncated to uint8, as
-        P1's ``MedicalDataset.normalize`` (used for natural datasets too); all-black images stay black. Then it
-        is resized to S (bilinear, antialiased; P1 resizes after normalising too) and rounded back to uint8, so
-        every image is stored like an 8-bit file and distances between images are exact integers.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 1 or not x.is_floating_point():
-        raise ValueError(f"x must be a float (N, 1, H, W) tensor, got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if not isinstance(size, int) or size < 2:
-        raise ValueError(f"size must be an int >= 2, got {size!r}")
-    peak = x.amax(dim=(1, 2, 3), keepdim=True)
-    scaled = torch.where(peak > 0, x * (255.0 / peak.clamp_min(1e-12)), torch.zeros_like(x))
-    scaled = scaled.clamp_(0, 255).floor_()  # numpy astype(uint8) truncates
-    if scaled.shape[-1] != size or scaled.shape[-2] != size:
-        scaled = F.interpolate(scaled, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return scaled.round_().clamp_(0, 255).to(torch.uint8)
+__all__ = ["PREPROCESS_VERSION", "TaskPool", "TaskSplit", "data_spec", "geometry_indices", "run_data",
+           "subsample", "task_limits", "task_pool", "task_split", "test_per_class_for", "train_indices"]
 
 
 @dataclass(frozen=True)
@@ -82,18 +54,18 @@ class TaskPool:
 
 
 @lru_cache(maxsize=8)
-def _pool(dataset: str, classes: tuple[int, int], size: int) -> TaskPool:
+def _pool(dataset: str, groups: tuple[tuple[int, ...], ...], size: int) -> TaskPool:
     xs, ys, splits, idx = [], [], [], []
     for split in data.info(dataset).split_sizes:
         # the release nearest above `size` (MedMNIST+ 224 px at the paper profile), then P1's scaling and resize
-        s = data.load(dataset, split, classes=classes, channels=1, pixel_range=(0, 255),
+        s = data.load(dataset, split, classes=groups, channels=1, pixel_range=(0, 255),
                       release=data.release_for(dataset, size))
-        xs.append(preprocess(s.x, size).numpy())
+        xs.append(p1_format(s.x, size).numpy())
         ys.append(s.y.numpy())
         splits.append(np.full(len(s), split))
         idx.append(s.indices)
         del s
-    pool = TaskPool(Task(dataset, classes), np.concatenate(xs), np.concatenate(ys), np.concatenate(splits),
+    pool = TaskPool(Task(dataset, groups), np.concatenate(xs), np.concatenate(ys), np.concatenate(splits),
                     np.concatenate(idx))
     for arr in (pool.x, pool.y):
         arr.setflags(write=False)  # shared by every caller through the cache
@@ -102,7 +74,7 @@ def _pool(dataset: str, classes: tuple[int, int], size: int) -> TaskPool:
 
 def task_pool(task: Task, size: int = 28) -> TaskPool:
     """The pooled, preprocessed images of ``task`` (cached in memory per process)."""
-    return _pool(task.dataset, tuple(task.classes), int(size))
+    return _pool(task.dataset, task.groups, int(size))
 
 
 @dataclass(frozen=True)
@@ -161,23 +133,33 @@ def subsample(split: TaskSplit, y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return train_indices(split, y, n, seed)
 
 
+def geometry_indices(split: TaskSplit, y: np.ndarray, n: int | str, seed: int) -> np.ndarray:
+    """Pool indices of a geometry run: ``n = "full"`` is the task's whole training pool (every image but the
+    held-out test set, with its own class balance: P1 measures d_data on the training set); an int ``n`` is a
+    class-balanced subsample (:func:`subsample`)."""
+    if n == "full":
+        return split.train_pool
+    return subsample(split, y, int(n), seed)
+
+
 def data_spec(task: Task, data_cfg: dict) -> dict:
     """The part of every spec that fixes a task's images and its held-out test set."""
-    return {"dataset": task.dataset, "classes": list(task.classes), "size": int(data_cfg["size"]),
+    return {"dataset": task.dataset, "classes": [list(g) for g in task.groups], "size": int(data_cfg["size"]),
             "preprocess": PREPROCESS_VERSION, "test_per_class": int(data_cfg["test_per_class"]),
             "test_fraction_max": float(data_cfg["test_fraction_max"]), "split_seed": int(data_cfg["split_seed"])}
 
 
 def _split_for(spec: dict) -> tuple[TaskPool, TaskSplit]:
-    pool = task_pool(Task(spec["dataset"], tuple(spec["classes"])), spec["size"])
-    split = _split_cached(spec["dataset"], tuple(spec["classes"]), spec["size"], spec["test_per_class"],
+    groups = tuple(tuple(int(c) for c in g) for g in spec["classes"])
+    pool = task_pool(Task(spec["dataset"], groups), spec["size"])
+    split = _split_cached(spec["dataset"], groups, spec["size"], spec["test_per_class"],
                           spec["test_fraction_max"], spec["split_seed"])
     return pool, split
 
 
 @lru_cache(maxsize=64)
-def _split_cached(dataset, classes, size, test_per_class, test_fraction_max, split_seed) -> TaskSplit:
-    pool = task_pool(Task(dataset, classes), size)
+def _split_cached(dataset, groups, size, test_per_class, test_fraction_max, split_seed) -> TaskSplit:
+    pool = task_pool(Task(dataset, groups), size)
     return task_split(pool.y, test_per_class=test_per_class, test_fraction_max=test_fraction_max, seed=split_seed)
 
 
@@ -185,8 +167,10 @@ def task_limits(task: Task, data_cfg: dict) -> dict:
     """Pool size, class counts, test size and the largest balanced training set of ``task``."""
     pool, split = _split_for(data_spec(task, data_cfg))
     c = pool.class_counts
-    return {"task": task.key, "label": task.label, "domain": task.domain, "pool": len(pool), "class0": int(c[0]),
-            "class1": int(c[1]), "n_test": int(len(split.test)), "max_train": split.max_train}
+    return {"task": task.key, "label": task.label, "dataset": task.dataset, "domain": task.domain,
+            "radiology": task.radiology, "clinical": task.clinical, "pool": len(pool), "class0": int(c[0]),
+            "class1": int(c[1]), "n_test": int(len(split.test)), "train_pool": int(len(split.train_pool)),
+            "max_train": split.max_train}
 
 
 def run_data(spec: dict):

@@ -3,8 +3,9 @@
 ==============  ==========================================================  ===================
 kind            one run                                                     upstream
 ==============  ==========================================================  ===================
-``p1_geometry`` d_data (MLE, TwoNN) and K_F (exact, P1's sampled) of one     none
-                class-balanced subsample of a task's training pool (Fig. 1)
+``p1_geometry`` d_data (MLE at k = 5..50, TwoNN) and K_F (exact, P1's        none
+                sampled) of a task's whole training pool or of one
+                class-balanced subsample of it (Fig. 1)
 ``p1_train``    one model trained from scratch as P1 (Adam, cross-entropy,    none
                 no augmentation, last epoch), evaluated on the task's
                 fixed test set (Fig. 2); writes ``model.pt``
@@ -36,37 +37,38 @@ import numpy as np
 from ... import devices, models, runs, training
 from ...kernels import attacks, distances, intrinsic_dim, sharpness  # noqa: F401  (distances: see above)
 from ...kernels._validation import DuplicatePointsWarning
-from .pools import _split_for, run_data, subsample
+from .pools import _split_for, geometry_indices, run_data
 
 __all__ = ["attack", "build", "geometry", "load_model", "repr_dim", "representation", "train"]
 
 
 @runs.kind("p1_geometry", libraries=("numpy", "torch"))
 def geometry(spec: dict, inputs: dict, work: Path) -> dict:
-    """d_data (MLE, k as P1, and TwoNN) and K_F (exact over all pairs, and P1's sampled estimator) of one
-    class-balanced subsample of ``spec["n"]`` images (seed ``spec["rep"]``) of a task's training pool.
+    """d_data (MLE at every k of ``spec["ks"]`` and TwoNN, from one exact kNN pass) and K_F (exact over all
+    cross-class pairs, and P1's sampled estimator) of a task's training pool: all of it (``n = "full"``) or a
+    class-balanced subsample of ``spec["n"]`` images (seed ``spec["rep"]``).
 
     The pair of images that defines the exact K_F is returned as pool indices (``kf_i``, ``kf_j``)."""
     import torch
 
     pool, split = _split_for(spec)
-    idx = subsample(split, pool.y, spec["n"], spec["rep"])
+    idx = geometry_indices(split, pool.y, spec["n"], spec["rep"])
     x = torch.from_numpy(pool.x[idx])  # uint8: the kernels form exact integer differences
     y = torch.from_numpy(pool.y[idx])
     with warnings.catch_warnings():
         # exact duplicate images are skipped by the estimators (as in P1's code); counted below instead
         warnings.simplefilter("ignore", DuplicatePointsWarning)
-        mle = float(intrinsic_dim.mle(x, k=spec["k"]))
-        twonn = float(intrinsic_dim.twonn(x))
+        dims = intrinsic_dim.estimate_all(x, ks=spec["ks"], twonn=True)
     # a duplicated image with two labels makes K_F infinite: keep the run and report it
     pair = sharpness.label_sharpness(x, y, return_pair=True, on_duplicate="inf")
     m = min(spec["kf_sample_images"], len(idx))
     kf_sampled = sharpness.label_sharpness_sampled(x, y, n_images=m, seed=spec["rep"])
     flat = pool.x[idx].reshape(len(idx), -1)
     duplicates = len(idx) - len(np.unique(flat, axis=0))
-    return {"mle": mle, "twonn": twonn, "kf": float(pair.k_f), "kf_sampled": float(kf_sampled),
-            "kf_i": int(idx[pair.i]), "kf_j": int(idx[pair.j]), "kf_distance": float(pair.distance),
-            "duplicates": int(duplicates)}
+    return {**{f"mle_k{k}": float(dims.mle[k]) for k in spec["ks"]}, "twonn": float(dims.twonn),
+            "kf": float(pair.k_f), "kf_sampled": float(kf_sampled), "kf_i": int(idx[pair.i]),
+            "kf_j": int(idx[pair.j]), "kf_distance": float(pair.distance), "n_points": int(len(idx)),
+            "class_counts": np.bincount(pool.y[idx], minlength=2).tolist(), "duplicates": int(duplicates)}
 
 
 def build(spec: dict):

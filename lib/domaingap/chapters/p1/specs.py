@@ -19,7 +19,8 @@ from .tasks import Task, tasks
 
 SWEEPS = ("geometry", "train", "attack", "repr")
 
-__all__ = ["SWEEPS", "attack_specs", "configs", "geometry_specs", "repr_specs", "sweeps", "train_specs"]
+__all__ = ["SWEEPS", "attack_specs", "configs", "geometry_specs", "repr_specs", "sizes_for", "sweeps",
+           "train_specs"]
 
 
 def configs(profile: str) -> dict[str, dict]:
@@ -27,8 +28,23 @@ def configs(profile: str) -> dict[str, dict]:
     return {name: profiles.get(f"p1_{name}", profile) for name in ("data", "fig1", "fig2", "fig3", "fig4")}
 
 
+def sizes_for(sizes: Iterable[int], limit: int) -> list[int]:
+    """The training-set sizes of a task whose class-balanced maximum is ``limit``: every profile size it can
+    reach; when some size is out of reach, also ``limit`` itself (so a small task is trained as large as its
+    data allow instead of being dropped, as P1's paper sizes 500..1750 would drop BreastMNIST); and when that
+    still leaves one size, ``limit / 2`` too (a slope needs two sizes). Sizes are even (class-balanced)."""
+    sizes = sorted({int(n) for n in sizes})
+    limit = int(limit) - int(limit) % 2
+    out = [n for n in sizes if n <= limit]
+    if len(out) < len(sizes) and limit not in out:
+        out.append(limit)
+    if len(out) < 2 and limit >= 8:
+        out.insert(0, (limit // 2) - (limit // 2) % 2)
+    return sorted(set(out))
+
+
 def train_specs(data_cfg: dict, train_cfg: dict, task_list: Iterable[Task] | None = None) -> list[dict]:
-    """One spec per (task, model, N, seed) of the ``p1_fig2`` section; N above a task's maximum is skipped.
+    """One spec per (task, model, N, seed) of the ``p1_fig2`` section; N per task from :func:`sizes_for`.
 
     Keys used in ``train_cfg``: ``models`` (name -> dict of ``lr``, ``batch_size`` and optional
     :func:`domaingap.models.build_model` options such as ``width``/``stem``), ``sizes``, ``seeds``, ``epochs``,
@@ -39,9 +55,7 @@ def train_specs(data_cfg: dict, train_cfg: dict, task_list: Iterable[Task] | Non
         base = data_spec(task, data_cfg)
         limit = _split_for(base)[1].max_train
         for model, mcfg in train_cfg["models"].items():
-            for n in train_cfg["sizes"]:
-                if n > limit:
-                    continue
+            for n in sizes_for(train_cfg["sizes"], limit):
                 for seed in train_cfg["seeds"]:
                     out.append({**base, "task": task.key, "domain": task.domain, "model": model,
                                 "arch": {k: v for k, v in mcfg.items() if k not in ("lr", "batch_size")},
@@ -70,18 +84,22 @@ def attack_specs(train_specs_: list[dict], attack_cfg: dict) -> list[dict]:
 
 
 def geometry_specs(task_list: Iterable[Task], data_cfg: dict, geom_cfg: dict) -> list[dict]:
-    """One spec per (task, subsample size, repetition) of the ``p1_fig1`` section; sizes a task cannot supply
-    (class-balanced, from its training pool) are skipped."""
+    """Per task: its whole training pool once (``n = "full"``: d_data as P1 measures it, and full-split K_F),
+    and ``reps[i]`` class-balanced subsamples of each size ``n[i]`` it can supply (the K_F(n) curve; the largest
+    size every task reaches is the common n of the domain comparison). Keys of the ``p1_fig1`` section: ``n``,
+    ``reps`` (one count per size), ``ks`` (MLE neighbours), ``kf_sample_images`` (P1's sampled K_F)."""
+    if len(geom_cfg["n"]) != len(geom_cfg["reps"]):
+        raise ValueError(f"p1_fig1: n and reps must have one entry per size, got n={geom_cfg['n']} and "
+                         f"reps={geom_cfg['reps']}")
     out = []
     for task in task_list:
-        base = data_spec(task, data_cfg)
+        base = {**data_spec(task, data_cfg), "task": task.key, "domain": task.domain,
+                "ks": [int(k) for k in geom_cfg["ks"]], "kf_sample_images": int(geom_cfg["kf_sample_images"])}
         limit = _split_for(base)[1].max_train
-        for n in geom_cfg["n"]:
-            if n > limit:
-                continue
-            for rep in range(geom_cfg["reps"]):
-                out.append({**base, "task": task.key, "domain": task.domain, "n": int(n), "rep": int(rep),
-                            "k": int(geom_cfg["k"]), "kf_sample_images": int(geom_cfg["kf_sample_images"])})
+        out.append({**base, "n": "full", "rep": 0})
+        for n, reps in zip(geom_cfg["n"], geom_cfg["reps"]):
+            if n <= limit:
+                out += [{**base, "n": int(n), "rep": int(rep)} for rep in range(int(reps))]
     return out
 
 

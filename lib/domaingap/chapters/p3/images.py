@@ -94,7 +94,7 @@ def probe_images(name: str, *, model_cfg: dict, n: int, seed: int = 0):
     x = torch.cat(out)
     # same conversion as data.load (luma, antialiased resize, [0, 1]) without decoding a whole split twice
     if model_cfg["channels"] == 1 and x.shape[1] == 3:
-        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        x = data.formats.to_luma(x)
     elif model_cfg["channels"] == 3 and x.shape[1] == 1:
         x = x.repeat(1, 3, 1, 1)
     size = model_cfg["image_size"]
