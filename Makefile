@@ -24,9 +24,10 @@ book: venv sweeps
 
 BUILD_BOOK = $(VENV)/bin/jupyter-book build $(1) --config _config.yml --path-output $(1) -W -n --keep-going
 
-## test: lib unit tests + nbval regression tests of every notebook at the ci profile, then the strict HTML build
+## test: ruff, lib unit tests + nbval regression tests of every notebook at the ci profile, then the strict HTML build
 ## of the ci-profile book (from the nbval references) checked page by page in headless Chromium.
 test: venv
+	$(VENV)/bin/ruff check lib tests
 	$(MAKE) sweeps PROFILE=ci JOBS=2
 	$(PY) -m pytest tests --nbval-lax -p no:cacheprovider
 	$(MAKE) book-check

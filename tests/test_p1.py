@@ -358,13 +358,19 @@ def _require_ci_data(require_data):
         require_data(name)
 
 
-def test_cli_rejects_unknown_sweeps(require_data):
+def test_cli_rejects_unknown_sweeps_before_loading_any_data(monkeypatch, capsys):
+    from domaingap import chapters
     from domaingap.chapters import cli
 
-    _require_ci_data(require_data)  # the CLI lists the chapter's runs before it checks --only
+    def no_specs(*args):
+        raise AssertionError("specs were built before --only was checked")
 
-    with pytest.raises(SystemExit):
-        cli.main("p1", ["--profile", "ci", "--only", "bogus"])
+    monkeypatch.setattr(cli, "sweeps", no_specs)
+    for chapter in chapters.CHAPTERS:
+        with pytest.raises(SystemExit):
+            cli.main(chapter, ["--profile", "ci", "--only", "bogus"])
+        assert "unknown sweep(s) ['bogus']" in capsys.readouterr().err
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown sweep"):
         p1.run_all("ci", only=("bogus",))
 

@@ -17,25 +17,28 @@ import sys
 from typing import Sequence
 
 from .. import profiles, runs
-from . import CHAPTERS, sweeps
+from . import CHAPTERS, chapter, sweeps
 
 log = logging.getLogger(__name__)
 
 
 def select(chapters: Sequence[str], profile: str, only: Sequence[str] = ()) -> list[runs.Run]:
     """The runs of ``chapters`` at ``profile`` (optionally only the sweeps named in ``only``), each key once."""
+    # check the names before building any spec (that loads the chapters' data)
+    known = {s for name in chapters for s in chapter(name).specs.SWEEPS}
+    unknown = [s for s in only if s not in known]
+    if unknown:
+        raise ValueError(f"unknown sweep(s) {unknown} for {', '.join(chapters)}; the sweeps are {sorted(known)}")
     chosen: dict[str, runs.Run] = {}
-    known: set[str] = set()
     for name in chapters:
-        for sweep, items in sweeps(name, profile).items():
-            known.add(sweep)
+        made = sweeps(name, profile)
+        if set(made) != set(chapter(name).specs.SWEEPS):
+            raise RuntimeError(f"{name}.specs.SWEEPS {chapter(name).specs.SWEEPS} != the sweeps it builds {list(made)}")
+        for sweep, items in made.items():
             if only and sweep not in only:
                 continue
             for run in items:
                 chosen.setdefault(run.key, run)
-    unknown = [s for s in only if s not in known]
-    if unknown:
-        raise ValueError(f"unknown sweep(s) {unknown} for {', '.join(chapters)}; the sweeps are {sorted(known)}")
     return list(chosen.values())
 
 

@@ -28,6 +28,9 @@ __all__ = ["SECTIONS", "configs", "dataset_spec", "fig1_plan", "mmc_data_spec", 
            "tab1_runs", "tab2_plan", "tab3_plan", "tradeoff_specs"]
 
 
+# the sweep names of sweeps(); the CLI checks --only against them before building any spec
+SWEEPS = ("models", "tab1", "tab2", "tab3", "fig1")
+
 def configs(profile: str) -> dict[str, dict]:
     """The chapter's profile sections at ``profile``: models, tab1, tab2, tab3, fig1."""
     return {name: profiles.get(f"p2_{name}", profile) for name in SECTIONS}

@@ -28,6 +28,9 @@ __all__ = ["finetune", "finetune_runs", "finetune_spec", "finetune_specs", "pret
 
 # ------------------------------------------------------------------------------------------ specs
 
+# the sweep names of sweeps(); the CLI checks --only against them before building any spec
+SWEEPS = ("pretrain", "finetune", "similarity")
+
 def pretrain_spec(cfg: dict, source: str, seed: int) -> dict:
     """Run spec of pretraining source ``source`` (a ``dataset`` source of ``cfg['sources']``) with ``seed``."""
     src = cfg["sources"][source]
