@@ -20,6 +20,9 @@ from . import paths
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
 PAPERS = ("P1", "P2", "P3")
+KINDS = ("directional", "null", "untestable")
+# magnitude axis: does our CI contain the paper's number? ("no published number" when it gives none)
+MAGNITUDES = ("consistent", "differs", "no published number")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,22 @@ class Claim:
     profile: str
     differences: str = ""  # protocol differences that matter for this claim
     recorded: str = ""
+    # --- the structured second axis (issue 18); optional so that older records still load
+    kind: str = "directional"  # one of KINDS: a directional claim, a null claim (decided by equivalence), untestable
+    test: str = ""  # the test the verdict rests on
+    estimand: str = ""  # what `estimate` is, e.g. "AUC", "r", "ratio of means"
+    estimate: float | None = None  # the effect the verdict rests on, with its CI
+    low: float | None = None
+    high: float | None = None
+    level: float | None = None  # of the CI (a TOST's is 1 - 2 alpha)
+    p: float | None = None  # the verdict's p-value (TOST: the larger one-sided p), for multiplicity adjustment
+    n: tuple[int, ...] = ()  # units per side (or in all)
+    unit: str = ""  # the unit of analysis, e.g. "datasets", "models"
+    margin: tuple[float, float] | None = None  # equivalence bounds of a null claim
+    mde: str = ""  # minimum detectable effect at 80% power at this n, e.g. "Cohen's d = 1.9"
+    published: float | None = None  # the paper's number on the scale of `estimate`, when it gives one
+    magnitude: str = "no published number"  # one of MAGNITUDES
+    magnitude_text: str = ""  # e.g. "ours / P1 = 0.55 [0.31, 0.98]"
 
 
 def verdict(estimate: float, p: float, *, expected_sign: int = 1, alpha: float = 0.05) -> str:
@@ -55,20 +74,72 @@ def _dir(profile: str) -> Path:
     return paths.artefacts_dir() / "claims" / profile
 
 
+def _structured(result, published, mde, kind: str, unit: str) -> dict:
+    """The second axis of a record from a :mod:`domaingap.stats` result (duck-typed, so that this module does
+    not import stats, which imports :func:`verdict` from here)."""
+    out: dict = {"kind": kind}
+    if result is not None:
+        if not getattr(result, "computable", True):
+            out.update(test=result.test, n=tuple(result.n), unit=unit or result.unit)
+        else:
+            out.update(test=result.test, estimand=result.estimand, estimate=float(result.estimate),
+                       low=None if result.low is None else float(result.low),
+                       high=None if result.high is None else float(result.high),
+                       level=None if result.level is None else float(result.level),
+                       p=None if result.p is None else float(result.p), n=tuple(int(v) for v in result.n),
+                       unit=unit or result.unit)
+            if getattr(result, "margin", None) is not None:
+                out["margin"] = (float(result.margin[0]), float(result.margin[1]))
+    if kind == "null" and out.get("margin") is None:
+        raise ValueError("a null claim must be decided by an equivalence test: pass its result (with a margin)")
+    if mde is not None:
+        out["mde"] = mde if isinstance(mde, str) else (
+            f"{mde.effect_name} = {mde.effect:.3g} at {mde.power:.0%} power" if mde.achievable
+            else f"no {mde.effect_name} is detectable at {mde.power:.0%} power at this n")
+    if published is not None:
+        if out.get("low") is None or out.get("high") is None:
+            raise ValueError("a magnitude check needs the result's CI; pass a result with low/high")
+        pub = float(published)
+        if not math.isfinite(pub):
+            raise ValueError(f"published must be a finite number, got {published!r}")
+        lo, hi, est = out["low"], out["high"], out["estimate"]
+        out["published"], out["magnitude"] = pub, "consistent" if lo <= pub <= hi else "differs"
+        text = f"ours {est:.3g} [{lo:.3g}, {hi:.3g}] vs paper {pub:.3g}: difference {est - pub:+.3g} " \
+               f"[{lo - pub:+.3g}, {hi - pub:+.3g}]"
+        if pub != 0:
+            r_lo, r_hi = sorted((lo / pub, hi / pub))
+            text += f", ratio {est / pub:.3g} [{r_lo:.3g}, {r_hi:.3g}]"
+        out["magnitude_text"] = text
+    return out
+
+
 def record(paper: str, claim_id: str, *, claim: str, paper_value: str, ours: str, statistic: str, verdict: str,
-           notebook: str, profile: str, differences: str = "") -> Claim:
-    """Write (atomically, replacing any earlier record) one claim's verdict; returns it."""
+           notebook: str, profile: str, differences: str = "", result=None, published: float | None = None,
+           mde=None, kind: str = "directional", unit: str = "") -> Claim:
+    """Write (atomically, replacing any earlier record) one claim's verdict; returns it.
+
+    The second axis (issue 18) comes from the test the verdict rests on: ``result`` (a
+    :class:`domaingap.stats.StatResult` or :class:`~domaingap.stats.EquivalenceResult`) fills the test, effect and
+    CI, p, n and unit; ``published`` (the paper's number on the estimate's scale) gives the magnitude verdict
+    (does our CI contain it?); ``mde`` (a :class:`~domaingap.stats.PowerResult` or text) the minimum detectable
+    effect at this n. ``kind="null"`` claims must pass an equivalence ``result``.
+    """
     if paper not in PAPERS:
         raise ValueError(f"paper must be one of {PAPERS}, got {paper!r}")
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if (kind == "untestable") != (verdict == "not testable here"):
+        raise ValueError(f"verdict 'not testable here' goes with kind 'untestable' (got {verdict!r}, {kind!r})")
     if not claim_id or any(c in claim_id for c in "/\\ "):
         raise ValueError(f"claim_id must be a non-empty slug without spaces or slashes, got {claim_id!r}")
+    extra = _structured(result, published, mde, kind, unit)
     item = Claim(paper, claim_id, claim, paper_value, ours, statistic, verdict, notebook, profile, differences,
-                 time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                 time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra)
     out = _dir(profile) / paper / f"{claim_id}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(asdict(item), indent=1))
     os.replace(tmp, out)
     return item
@@ -78,8 +149,15 @@ def load(profile: str, paper: str | None = None) -> list[Claim]:
     """All recorded claims at ``profile`` (optionally one paper), ordered by paper, notebook, claim id."""
     root = _dir(profile)
     files = sorted(root.glob(f"{paper or '*'}/*.json")) if root.is_dir() else []
-    items = [Claim(**json.loads(f.read_text())) for f in files]
+    items = [_from_json(json.loads(f.read_text())) for f in files]
     return sorted(items, key=lambda c: (c.paper, c.notebook, c.claim_id))
+
+
+def _from_json(d: dict) -> Claim:
+    for key in ("n", "margin"):  # JSON lists back to tuples
+        if isinstance(d.get(key), list):
+            d[key] = tuple(d[key])
+    return Claim(**d)
 
 
 def table(profile: str, paper: str | None = None):
@@ -87,7 +165,9 @@ def table(profile: str, paper: str | None = None):
     import pandas as pd
 
     rows = [asdict(c) for c in load(profile, paper)]
-    cols = ["paper", "claim", "paper_value", "ours", "statistic", "verdict", "notebook", "differences"]
+    cols = ["paper", "claim_id", "claim", "paper_value", "ours", "statistic", "verdict", "notebook", "differences",
+            "kind", "test", "estimand", "estimate", "low", "high", "level", "p", "n", "unit", "margin", "mde",
+            "published", "magnitude", "magnitude_text"]
     return pd.DataFrame(rows, columns=list(Claim.__dataclass_fields__))[cols] if rows else pd.DataFrame(columns=cols)
 
 

@@ -1,0 +1,73 @@
+"""The claims ledger's second axis (effect, CI, test, n, magnitude vs the paper, MDE) and book-wide Holm."""
+
+import math
+
+import numpy as np
+import pytest
+
+from domaingap import claims, forest, paths, stats
+
+
+@pytest.fixture(autouse=True)
+def _tmp_artefacts(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.ARTEFACTS_ENV, str(tmp_path / "art"))
+
+
+BASE = dict(claim="c", paper_value="pv", ours="o", statistic="s", notebook="p1/x", profile="ci")
+
+
+def test_record_fills_the_second_axis_from_a_test_result_and_checks_the_published_number():
+    r = stats.pearson([1, 2, 3, 4, 5, 6], [1.1, 1.9, 3.2, 3.8, 5.3, 5.9], unit="datasets")
+    c = claims.record("P1", "corr", verdict="reproduced", result=r, published=0.70,
+                      mde=stats.mde_correlation(6), **BASE)
+    assert c.test == "Pearson r" and c.estimand == "r" and c.n == (6,) and c.unit == "datasets"
+    assert c.low < c.estimate < c.high and c.p == pytest.approx(r.p)
+    # 0.70 lies below the Fisher-z CI of r ~ 0.99 -> the magnitude differs from the paper's
+    assert c.published == 0.70 and c.magnitude == ("consistent" if c.low <= 0.70 <= c.high else "differs")
+    assert c.magnitude == "differs" and "ratio" in c.magnitude_text
+    assert c.mde.startswith("r = ")
+    (back,) = claims.load("ci", "P1")
+    assert back == c  # tuples survive the JSON round trip
+
+
+def test_null_claims_need_an_equivalence_result_and_untestable_goes_with_its_verdict():
+    a, b = [1.0, 2, 3, 4, 5, 6, 7], [1.5, 2.5, 3.5, 4.5]
+    with pytest.raises(ValueError, match="equivalence test"):
+        claims.record("P1", "null", verdict="reproduced", kind="null", result=stats.mann_whitney(a, b), **BASE)
+    eq = stats.tost_auc(a, b, 0.25, unit="datasets")
+    c = claims.record("P1", "null", verdict=stats.equivalence_verdict(eq), kind="null", result=eq, **BASE)
+    assert c.margin == (0.25, 0.75) and c.kind == "null" and c.p == pytest.approx(eq.p)
+    with pytest.raises(ValueError, match="not testable here"):
+        claims.record("P3", "x", verdict="not testable here", **BASE)
+    c = claims.record("P3", "x", verdict="not testable here", kind="untestable", **BASE)
+    assert c.magnitude == "no published number" and c.p is None
+
+
+def test_old_records_without_the_second_axis_still_load(tmp_path):
+    import json
+
+    out = paths.artefacts_dir() / "claims" / "ci" / "P2"
+    out.mkdir(parents=True)
+    (out / "old.json").write_text(json.dumps({"paper": "P2", "claim_id": "old", "verdict": "inconclusive",
+                                              "recorded": "", "differences": "", **BASE}))
+    (c,) = claims.load("ci", "P2")
+    assert c.kind == "directional" and c.estimate is None and c.magnitude == "no published number"
+
+
+def test_holm_within_each_paper_turns_weak_verdicts_inconclusive():
+    ps = {"a": 0.01, "b": 0.04, "c": 0.30}
+    for cid, p in ps.items():
+        res = stats.StatResult(test="t", estimand="d", estimate=1.0, low=0.1, high=2.0, level=0.95, p=p, n=(5,))
+        claims.record("P1", cid, verdict=claims.verdict(1.0, p), result=res, **BASE)
+    claims.record("P2", "lone", verdict="reproduced", **BASE)  # no structured record
+    t = forest.adjusted(claims.table("ci"))
+    row = t.set_index("claim_id")
+    # Holm over 3: 0.03, 0.08, 0.30 (step-down, monotone)
+    assert row.at["a", "p_holm"] == pytest.approx(0.03) and row.at["b", "p_holm"] == pytest.approx(0.08)
+    assert row.at["a", "verdict_holm"] == "reproduced" and row.at["b", "verdict_holm"] == "inconclusive"
+    assert row.at["lone", "verdict_holm"] == "reproduced" and "not adjusted" in row.at["lone", "adjusted_note"]
+    assert (row.loc[["a", "b", "c"], "family_size"] == 3).all()
+    fig = forest.forest_plot(t)
+    assert fig is not None and len(fig.axes) == 1  # one estimand -> one panel
+    assert forest.forest_plot(t.iloc[0:0]) is None
+    assert math.isfinite(np.float64(row.at["c", "p_holm"]))
