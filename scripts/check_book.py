@@ -4,7 +4,8 @@
 
 Asserts, for every page: it loads without console errors (failures to reach external hosts are listed
 separately: this machine is offline), every image resolves with non-zero size, every internal link points at an
-existing file, and MathJax (served from the book, book/_ext/offline_mathjax.py) typesets every equation. Asserts that the summary of claims and every chapter's claims page show a rendered claims table. Saves screenshots of the landing
+existing file, and MathJax (served from the book, book/_ext/offline_mathjax.py) typesets every equation. Asserts that the summary of claims and every chapter's claims page show a rendered claims table, that the summary
+shows the forest plot, and that no page shows a notebook's parameters cell. Saves screenshots of the landing
 page and one chapter page to book/_build/screenshots/. Exits non-zero on any failure.
 """
 
@@ -33,6 +34,13 @@ for (const table of document.querySelectorAll('table')) {
   }
 }
 return 0;
+"""
+# Cells of the notebooks' parameters (their own and papermill's injected one): the book must not render them.
+PARAMETER_CELLS_JS = "return document.querySelectorAll('.tag_parameters, .tag_injected-parameters').length;"
+# [images in the summary's forest-plot cell, of which loaded with non-zero size]
+FOREST_JS = """
+const imgs = Array.from(document.querySelectorAll('.tag_forest-plot img'));
+return [imgs.length, imgs.filter(i => i.complete && i.naturalWidth > 0).length];
 """
 # Resolves with [equations on the page, equations MathJax rendered] once MathJax has finished (or after 15 s).
 MATH_JS = """
@@ -103,6 +111,8 @@ def main(html_dir: Path) -> int:
                         offline.add(urlparse(source).netloc)  # an external host: unreachable offline
                     else:
                         failures.append(f"{rel}: console error: {msg}")
+                if driver.execute_script(PARAMETER_CELLS_JS):
+                    failures.append(f"{rel}: shows a parameters / injected-parameters cell")
                 math, rendered = driver.execute_async_script(MATH_JS)
                 n_math += math
                 if math and rendered < math:
@@ -131,6 +141,12 @@ def main(html_dir: Path) -> int:
             summary = next((p for p in pages if p.name == "claims_summary.html"), None)
             if summary is None:
                 failures.append("the summary-of-claims page (claims_summary.html) is missing")
+            else:
+                driver.get(base + summary.relative_to(html_dir).as_posix())
+                shown, loaded = driver.execute_script(FOREST_JS)
+                if not shown or loaded < shown:
+                    failures.append(f"claims_summary.html: the forest plot (a cell tagged forest-plot with an image) "
+                                    f"is missing or does not load ({loaded} of {shown} images)")
             claims_pages = [p for p in pages if p.name.endswith("claims.html") or p.name == "claims_summary.html"]
             for page in claims_pages:
                 rel = page.relative_to(html_dir).as_posix()

@@ -192,3 +192,32 @@ def markdown_table(table, *, with_paper: bool = True, empty: str = "*No claims h
             f"[{row.notebook.split('/')[-1]}](../{row.notebook}.html)"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def html_table(table) -> str:
+    """The claims as a compact HTML table for the claims pages: claim, verdict (raw, and after Holm when the
+    table comes from :func:`domaingap.forest.adjusted`), magnitude and notebook, with our result, the statistic,
+    the paper's number and the protocol differences folded into a ``<details>`` dropdown per claim."""
+    import html
+
+    if not len(table):
+        return "<p><em>No claims have been recorded at this profile yet.</em></p>"
+    holm = "verdict_holm" in table.columns
+    head = ["paper", "claim", "verdict"] + (["after Holm"] if holm else []) + ["magnitude", "notebook"]
+    out = ['<table class="claims-table">', "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>",
+           "<tbody>"]
+    for _, r in table.iterrows():
+        e = html.escape
+        details = "".join(f"<p><b>{label}:</b> {e(str(r[col]))}</p>" for label, col in (
+            ("ours", "ours"), ("statistic", "statistic"), ("paper reports", "paper_value"),
+            ("magnitude vs the paper", "magnitude_text"), ("minimum detectable effect", "mde"),
+            ("protocol differences", "differences")) if col in r and str(r[col] or "").strip())
+        cells = [e(r["paper"]), f"{e(r['claim'])}<details><summary>details</summary>{details}</details>",
+                 f"<b>{e(r['verdict'])}</b>"]
+        if holm:
+            cells.append(e(str(r["verdict_holm"])))
+        name = r["notebook"].split("/")[-1]
+        cells += [e(str(r.get("magnitude", ""))), f'<a href="../{e(r["notebook"])}.html">{e(name)}</a>']
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)

@@ -74,6 +74,7 @@ class MethodsAppendix(Section):
     n_knn: int = Field(description="points in the kNN / K_F brute-force comparison")
     n_real: int = Field(description="images per class for exact vs sampled K_F on MNIST 3 vs 5")
     attack_epochs: int = Field(description="training epochs of the model the attacks are checked on")
+    calibration_sims: int = Field(description="simulations per cell of the verdict-rule calibration table")
 
 
 # ---------------------------------------------------------------------------------------------------- data

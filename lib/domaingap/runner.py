@@ -244,8 +244,28 @@ def execute(source: Path, output: Path, profile: str) -> float:
                       f"{KERNEL_START_TRIES} in {delay:.1f} s", flush=True)
                 time.sleep(delay)
         seconds = time.perf_counter() - start
+        hide_parameter_cells(tmp_out)
         os.replace(tmp_out, output)
     return seconds
+
+
+PARAMETER_TAGS = ("parameters", "injected-parameters")
+
+
+def hide_parameter_cells(nb_path: Path) -> None:
+    """Tag the notebook's own parameters cell and the one papermill injects ``remove-cell``, so the rendered book
+    shows neither (a reader needs the profile, which every page prints, not the plumbing that set it)."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).setdefault("tags", [])
+        if any(t in tags for t in PARAMETER_TAGS) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            changed = True
+    if changed:
+        nbformat.write(nb, nb_path)
 
 
 def _shown(path: Path) -> str | None:

@@ -22,6 +22,8 @@ Modules (everything is re-exported here):
 - :mod:`.regression`: :func:`fit_ols`, :func:`coef_table`, :func:`mixed_lm`.
 - :mod:`.classifier`: :func:`majority_rate`, :func:`balanced_accuracy`, :func:`chance_tests`,
   :func:`binomial_test`, :func:`wilson_interval`, :func:`agreement`.
+- :mod:`.calibration`: :func:`calibrate`, :func:`calibration_table` (simulated type-I error and power of the
+  verdict rules at a profile's n).
 - :mod:`.verdicts`: :func:`verdict` (= ``claims.verdict``), :func:`verdict_of`, :func:`equivalence_verdict`.
 
 Replacements for the chapters' former helpers:
@@ -51,6 +53,7 @@ Replacements for the chapters' former helpers:
 from __future__ import annotations
 
 from ._base import NotComputable, StatResult
+from .calibration import Calibration, calibrate, calibration_table
 from .classifier import (Agreement, ChanceTests, agreement, balanced_accuracy, binomial_test, chance_tests,
                          majority_rate, wilson_interval)
 from .correlation import pearson, spearman
@@ -67,10 +70,11 @@ from .two_sample import (IndependentComparison, compare_domains, compare_indepen
 from .verdicts import equivalence_verdict, verdict, verdict_of
 
 __all__ = [
-    "AdjustedPValues", "Agreement", "ChanceTests", "EquivalenceResult", "IndependentComparison", "MixedFit",
-    "NotComputable", "PairedComparison", "PowerResult", "PublishedComparison", "StatResult",
+    "AdjustedPValues", "Agreement", "Calibration", "ChanceTests", "EquivalenceResult", "IndependentComparison",
+    "MixedFit", "NotComputable", "PairedComparison", "PowerResult", "PublishedComparison", "StatResult",
     "adjust_pvalues", "agreement", "balanced_accuracy", "benjamini_yekutieli", "binomial_test", "bootstrap_ci",
-    "chance_tests", "cluster_bootstrap_ci", "coef_table", "compare_domains", "compare_independent",
+    "calibrate", "calibration_table", "chance_tests", "cluster_bootstrap_ci", "coef_table", "compare_domains",
+    "compare_independent",
     "compare_paired", "compare_to_published", "equivalence_verdict", "fit_ols", "hodges_lehmann", "holm",
     "majority_rate", "mann_whitney", "mean_ci", "mde_correlation", "mde_paired", "mde_proportion", "mde_two_sample",
     "mixed_lm", "mwu_min_pvalue", "paired_t", "pearson", "power_correlation", "power_paired", "power_proportion",

@@ -1,0 +1,153 @@
+"""Calibration of the book's verdict rules: their simulated type-I error and power at the n a profile uses.
+
+A verdict rule is a function of the data that says "reproduced" or not. :func:`calibrate` runs it on data drawn
+under the null (no effect; for an equivalence rule: a true effect exactly at the margin) and under a stated
+alternative, and returns the rejection rates with Monte-Carlo (Wilson) intervals. A rule whose type-I error
+exceeds its alpha, or whose power is near alpha, is flagged (:attr:`Calibration.flag`).
+
+:data:`RULES` holds the rules the chapters use, as ``(name, design)`` builders: two-sample domain comparisons
+(Mann-Whitney on dataset means), equivalence of two domains (Brunner-Munzel TOST on the AUC), correlation across
+datasets (Pearson), one-sample location tests over datasets (t, Wilcoxon). Samples are normal with unit variance;
+the alternative is a shift of ``effect`` standard deviations (Cohen's d) or a correlation ``effect``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ._base import check_alpha, check_count
+from .classifier import wilson_interval
+
+__all__ = ["Calibration", "RULES", "calibrate", "calibration_table"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Simulated rejection rates of one rule: ``type_i`` under the null, ``power`` under the alternative."""
+
+    rule: str
+    n: tuple[int, ...]
+    alpha: float
+    effect: float
+    effect_name: str
+    n_sim: int
+    type_i: float
+    type_i_low: float
+    type_i_high: float
+    power: float
+    power_low: float
+    power_high: float
+
+    @property
+    def flag(self) -> str:
+        """"type-I error above alpha" when even the Monte-Carlo interval's low end exceeds alpha; "cannot
+        reject at this n" when the power is at most twice alpha; else ""."""
+        if self.type_i_low > self.alpha:
+            return "type-I error above alpha"
+        if self.power <= 2 * self.alpha:
+            return "cannot reject at this n"
+        return ""
+
+
+def calibrate(rule: str, decide: Callable[..., bool], draw_null: Callable, draw_alt: Callable, *, n: tuple[int, ...],
+              effect: float, effect_name: str, alpha: float = 0.05, n_sim: int = 2000, seed: int = 0) -> Calibration:
+    """Rejection rates of ``decide(*draw(rng))`` over ``n_sim`` draws under the null and the alternative."""
+    check_alpha(alpha)
+    check_count(n_sim, "n_sim", 10)
+    rng = np.random.default_rng(seed)
+    hits_null = sum(bool(decide(*draw_null(rng))) for _ in range(n_sim))
+    hits_alt = sum(bool(decide(*draw_alt(rng))) for _ in range(n_sim))
+    t1, pw = wilson_interval(hits_null, n_sim), wilson_interval(hits_alt, n_sim)
+    return Calibration(rule=rule, n=tuple(int(v) for v in n), alpha=alpha, effect=float(effect),
+                       effect_name=effect_name, n_sim=n_sim, type_i=t1.estimate, type_i_low=t1.low,
+                       type_i_high=t1.high, power=pw.estimate, power_low=pw.low, power_high=pw.high)
+
+
+def _mwu_rule(n1: int, n2: int, d: float, alpha: float, n_sim: int, seed: int) -> Calibration:
+    from .two_sample import mann_whitney
+
+    def decide(a, b):
+        return mann_whitney(a, b).p < alpha
+
+    return calibrate("Mann-Whitney U, two-sided (domain comparison on dataset means)", decide,
+                     lambda r: (r.normal(0, 1, n1), r.normal(0, 1, n2)),
+                     lambda r: (r.normal(d, 1, n1), r.normal(0, 1, n2)),
+                     n=(n1, n2), effect=d, effect_name="Cohen's d", alpha=alpha, n_sim=n_sim, seed=seed)
+
+
+def _auc_to_d(auc: float) -> float:
+    """Normal shift whose AUC is ``auc``: AUC = Phi(d / sqrt(2))."""
+    from scipy.stats import norm
+
+    return float(math.sqrt(2) * norm.ppf(auc))
+
+
+def _tost_auc_rule(n1: int, n2: int, margin: tuple[float, float], alpha: float, n_sim: int, seed: int
+                   ) -> Calibration:
+    from .equivalence import tost_auc
+
+    def decide(a, b):
+        try:
+            return tost_auc(a, b, margin, alpha=alpha).equivalent
+        except ValueError:  # complete separation: not equivalent
+            return False
+
+    edge = _auc_to_d(margin[1])  # the null of a TOST: the true effect sits on the margin
+    return calibrate(f"Brunner-Munzel TOST on the AUC, margin {margin} (a null claim)", decide,
+                     lambda r: (r.normal(edge, 1, n1), r.normal(0, 1, n2)),
+                     lambda r: (r.normal(0, 1, n1), r.normal(0, 1, n2)),
+                     n=(n1, n2), effect=0.5, effect_name="AUC (true, under the alternative)", alpha=alpha,
+                     n_sim=n_sim, seed=seed)
+
+
+def _pearson_rule(n: int, rho: float, alpha: float, n_sim: int, seed: int) -> Calibration:
+    from .correlation import pearson
+
+    def draw(r_, rng):
+        x = rng.normal(0, 1, n)
+        return x, r_ * x + math.sqrt(1 - r_ ** 2) * rng.normal(0, 1, n)
+
+    return calibrate("Pearson r, two-sided (correlation across datasets)", lambda x, y: pearson(x, y).p < alpha,
+                     lambda r: draw(0.0, r), lambda r: draw(rho, r), n=(n,), effect=rho, effect_name="r",
+                     alpha=alpha, n_sim=n_sim, seed=seed)
+
+
+def _one_sample_rule(test: str, n: int, d: float, alpha: float, n_sim: int, seed: int) -> Calibration:
+    from .paired import paired_t, wilcoxon_signed_rank
+
+    fn = paired_t if test == "t" else wilcoxon_signed_rank
+    name = "one-sample t" if test == "t" else "Wilcoxon signed rank"
+    return calibrate(f"{name}, two-sided (a within-dataset effect over datasets)", lambda x: fn(x).p < alpha,
+                     lambda r: (r.normal(0, 1, n),), lambda r: (r.normal(d, 1, n),), n=(n,), effect=d,
+                     effect_name="Cohen's d_z", alpha=alpha, n_sim=n_sim, seed=seed)
+
+
+RULES: dict[str, Callable[..., Calibration]] = {
+    "mwu": _mwu_rule, "tost_auc": _tost_auc_rule, "pearson": _pearson_rule,
+    "one_sample_t": lambda n, d, alpha, n_sim, seed: _one_sample_rule("t", n, d, alpha, n_sim, seed),
+    "wilcoxon": lambda n, d, alpha, n_sim, seed: _one_sample_rule("w", n, d, alpha, n_sim, seed),
+}
+
+
+def calibration_table(n_medical: int, n_natural: int, *, margin: tuple[float, float], alpha: float = 0.05,
+                      n_sim: int = 2000, seed: int = 0, d: float = 1.5, rho: float = 0.7):
+    """The calibration of every rule of :data:`RULES` at ``n_medical`` vs ``n_natural`` datasets (and their
+    total for the one-sample and correlation rules), as a DataFrame with a ``flag`` column."""
+    import pandas as pd
+
+    n = n_medical + n_natural
+    rows = [RULES["mwu"](n_medical, n_natural, d, alpha, n_sim, seed),
+            RULES["tost_auc"](n_medical, n_natural, margin, alpha, n_sim, seed),
+            RULES["pearson"](n, rho, alpha, n_sim, seed),
+            RULES["one_sample_t"](n, d, alpha, n_sim, seed),
+            RULES["wilcoxon"](n, d, alpha, n_sim, seed)]
+    return pd.DataFrame([{
+        "rule": c.rule, "n": " vs ".join(map(str, c.n)), "alpha": c.alpha, "type-I error": c.type_i,
+        "type-I 95% MC CI": (round(c.type_i_low, 3), round(c.type_i_high, 3)),
+        "alternative": f"{c.effect_name} = {c.effect:g}", "power": c.power,
+        "power 95% MC CI": (round(c.power_low, 3), round(c.power_high, 3)), "simulations": c.n_sim, "flag": c.flag}
+        for c in rows])
