@@ -5,13 +5,14 @@
 Asserts, for every page: it loads without console errors (failures to reach external hosts are listed
 separately: this machine is offline), every image resolves with non-zero size, every internal link points at an
 existing file, and MathJax (served from the book, book/_ext/offline_mathjax.py) typesets every equation. Asserts that the summary of claims and every chapter's claims page show a rendered claims table, that the summary
-shows the forest plot, and that no page shows a notebook's parameters cell. Saves screenshots of the landing
+shows the forest plot, and that no page shows a notebook's parameters cell, a warning or a machine path. Saves screenshots of the landing
 page and one chapter page to book/_build/screenshots/. Exits non-zero on any failure.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import http.server
 import shutil
 import sys
@@ -35,6 +36,9 @@ for (const table of document.querySelectorAll('table')) {
 }
 return 0;
 """
+# What a reader must never see on a page: warnings leaking from a notebook, and paths of the machine that built it.
+DEBRIS_JS = "return document.querySelector('article') ? document.querySelector('article').innerText : document.body.innerText;"
+DEBRIS = re.compile(r"(\w*Warning\b|/work/|/home/|/tmp/|/Users/|/root/|\.venv/|site-packages)")
 # Cells of the notebooks' parameters (their own and papermill's injected one): the book must not render them.
 PARAMETER_CELLS_JS = "return document.querySelectorAll('.tag_parameters, .tag_injected-parameters').length;"
 # [images in the summary's forest-plot cell, of which loaded with non-zero size]
@@ -111,6 +115,8 @@ def main(html_dir: Path) -> int:
                         offline.add(urlparse(source).netloc)  # an external host: unreachable offline
                     else:
                         failures.append(f"{rel}: console error: {msg}")
+                for hit in sorted(set(DEBRIS.findall(driver.execute_script(DEBRIS_JS))))[:5]:
+                    failures.append(f"{rel}: the page shows {hit!r} (a warning or a machine path)")
                 if driver.execute_script(PARAMETER_CELLS_JS):
                     failures.append(f"{rel}: shows a parameters / injected-parameters cell")
                 math, rendered = driver.execute_async_script(MATH_JS)

@@ -11,6 +11,10 @@ import pytest
 
 from domaingap import data
 
+# downloads are on by default for users (data.files.DOWNLOAD_BY_DEFAULT); tests never reach the network unless a
+# test asks with allow_download=True against a monkeypatched download function
+os.environ.setdefault(data.DOWNLOAD_ENV, "0")
+
 # partly executed notebooks left by a failed `runner refs` are not references
 collect_ignore_glob = ["notebooks/*.tmp.ipynb"]
 

@@ -71,3 +71,12 @@ def test_holm_within_each_paper_turns_weak_verdicts_inconclusive():
     assert fig is not None and len(fig.axes) == 1  # one estimand -> one panel
     assert forest.forest_plot(t.iloc[0:0]) is None
     assert math.isfinite(np.float64(row.at["c", "p_holm"]))
+
+
+def test_a_magnitude_check_on_another_estimate_is_named_and_kept_off_the_forest_axis():
+    a, b = [3.0, 4, 5, 6, 7, 8, 9], [1.0, 2, 2.5, 3]
+    cmp = stats.compare_independent(a, b, unit="datasets")
+    pc = stats.compare_to_published(cmp.ratio, 2.5, name="ratio of means")
+    c = claims.record("P1", "kf", verdict="reproduced", result=cmp.mwu, published=pc, **BASE)
+    assert c.estimand == "AUC" and c.published == 2.5 and c.published_on == "ratio of means"
+    assert c.magnitude == ("consistent" if pc.contains else "differs") and c.magnitude_text.startswith("ratio")

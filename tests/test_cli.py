@@ -32,7 +32,7 @@ def empty_dirs(tmp_path, monkeypatch):
     """An empty data folder and an empty cache; downloads forbidden."""
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "d"))
     monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(data.DOWNLOAD_ENV, raising=False)
+    monkeypatch.setenv(data.DOWNLOAD_ENV, "0")  # downloads are on by default: never here
     _forbid_downloads(monkeypatch)
     return tmp_path
 

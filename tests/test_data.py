@@ -70,7 +70,7 @@ def test_resize_channels_and_pixel_range(require_data):
 def test_missing_file_names_file_checksum_and_remedy(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "empty"))
     monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(data.DOWNLOAD_ENV, raising=False)
+    monkeypatch.setenv(data.DOWNLOAD_ENV, "0")  # downloads are on by default: never here
     with pytest.raises(data.DataFileError) as err:
         data.load_arrays("breastmnist", "train")
     msg = str(err.value)
@@ -118,7 +118,7 @@ def test_medmnist_plus_release_missing_offline_names_file_md5_and_url(tmp_path, 
 
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "d"))
     monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(data.DOWNLOAD_ENV, raising=False)
+    monkeypatch.setenv(data.DOWNLOAD_ENV, "0")  # downloads are on by default: never here
     assert data.releases("breastmnist") == (28, 64, 128, 224) and data.releases("mnist") == (28,)
     with pytest.raises(data.DataFileError) as err:
         data.load_arrays("breastmnist", "train", release=224)
@@ -139,7 +139,7 @@ def test_release_for_reads_the_smallest_release_at_least_the_wanted_size():
 def test_load_at_224_px_reads_the_224_px_release_not_an_upsampled_28(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "d"))
     monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(data.DOWNLOAD_ENV, raising=False)
+    monkeypatch.setenv(data.DOWNLOAD_ENV, "0")  # downloads are on by default: never here
     with pytest.raises(data.DataFileError, match="(?s)breastmnist_224.npz.*release=28"):
         data.load("breastmnist", "test", size=224)
     with pytest.raises(data.DataFileError, match="breastmnist_128.npz"):

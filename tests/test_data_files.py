@@ -35,7 +35,7 @@ MIRROR_SHA256 = {
 def empty_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "d"))
     monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(data.DOWNLOAD_ENV, raising=False)
+    monkeypatch.setenv(data.DOWNLOAD_ENV, "0")  # downloads are on by default: never here
     return tmp_path
 
 
@@ -79,14 +79,16 @@ def test_corrupted_copy_is_a_checksum_error_quoting_both_sums(rel, tmp_path, mon
 
 def test_download_is_one_switch(monkeypatch):
     monkeypatch.delenv(data.DOWNLOAD_ENV, raising=False)
-    assert data.files.DOWNLOAD_BY_DEFAULT is False and data.download_allowed(None) is False
+    # on by default (a user with internet gets the data as with torchvision's download=True); the test
+    # session turns it off with DOMAINGAP_DOWNLOAD=0 (conftest), so no test can reach the network by accident
+    assert data.files.DOWNLOAD_BY_DEFAULT is True and data.download_allowed(None) is True
     for value, allowed in (("1", True), ("true", True), ("0", False), ("no", False)):
         monkeypatch.setenv(data.DOWNLOAD_ENV, value)
         assert data.download_allowed(None) is allowed
         assert data.download_allowed(True) is True and data.download_allowed(False) is False
     monkeypatch.delenv(data.DOWNLOAD_ENV)
-    monkeypatch.setattr(data.files, "DOWNLOAD_BY_DEFAULT", True)  # the one line to flip
-    assert data.download_allowed(None) is True and data._download_allowed(None) is True
+    monkeypatch.setattr(data.files, "DOWNLOAD_BY_DEFAULT", False)  # the one line to flip
+    assert data.download_allowed(None) is False and data._download_allowed(None) is False
 
 
 def test_medmnist_download_goes_through_the_download_function(empty_dirs, monkeypatch):

@@ -25,7 +25,7 @@ WNIDS = ["n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n0339
 def no_mirror(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "d"))
     monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(data.DOWNLOAD_ENV, raising=False)
+    monkeypatch.setenv(data.DOWNLOAD_ENV, "0")  # downloads are on by default: never here
 
     def forbid(*args, **kwargs):
         raise AssertionError(f"unexpected download {args}")

@@ -528,3 +528,29 @@ def test_verdict_is_claims_verdict_and_verdict_of_uses_the_null():
 def test_bad_input_raises_with_the_offending_value(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_mixed_lm_nested_tasks_stop_task_offsets_counting_as_evidence_about_a_task_covariate():
+    """A covariate constant within tasks (d_data) and task offsets unrelated to it: with a dataset intercept only,
+    the 16 points per task count as independent evidence and the null slope looks significant; with tasks
+    nested in datasets (a variance component) it does not, and the fit says which model it is."""
+    rng = np.random.default_rng(0)
+    p_flat, p_nested = [], []
+    for _ in range(3):
+        rows = []
+        for ds in range(6):
+            centre = rng.normal(12, 3)
+            for t in range(3):
+                d, offset = centre + rng.normal(0, 2), rng.normal(0, 0.5)
+                for m in range(2):
+                    for n in (50, 100, 200, 400):
+                        rows.append({"dataset": f"d{ds}", "task": f"d{ds}t{t}", "model": f"m{m}", "log_N": np.log(n),
+                                     "d_data": d, "log_L": -0.3 * np.log(n) + offset + rng.normal(0, 0.05)})
+        frame = pd.DataFrame(rows)
+        p_flat.append(S.mixed_lm("log_L ~ log_N + d_data + C(model)", frame, "dataset",
+                                     allow_boundary=True).table.loc["d_data", "p"])
+        fit = S.mixed_lm("log_L ~ log_N + d_data + C(model)", frame, "dataset", nested="task",
+                             allow_boundary=True)
+        p_nested.append(fit.table.loc["d_data", "p"])
+        assert "(1 | task)" in fit.formula
+    assert min(p_flat) < 0.05 and min(p_nested) > 0.3  # the third draw is a false positive without nesting

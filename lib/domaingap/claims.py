@@ -51,7 +51,9 @@ class Claim:
     unit: str = ""  # the unit of analysis, e.g. "datasets", "models"
     margin: tuple[float, float] | None = None  # equivalence bounds of a null claim
     mde: str = ""  # minimum detectable effect at 80% power at this n, e.g. "Cohen's d = 1.9"
-    published: float | None = None  # the paper's number on the scale of `estimate`, when it gives one
+    published: float | None = None  # the paper's number, when it gives one (on `estimate`'s scale unless
+    #                                 published_on is set)
+    published_on: str = ""  # the estimand the magnitude check is on when it is not the verdict's own
     magnitude: str = "no published number"  # one of MAGNITUDES
     magnitude_text: str = ""  # e.g. "ours / P1 = 0.55 [0.31, 0.98]"
 
@@ -96,7 +98,17 @@ def _structured(result, published, mde, kind: str, unit: str) -> dict:
         out["mde"] = mde if isinstance(mde, str) else (
             f"{mde.effect_name} = {mde.effect:.3g} at {mde.power:.0%} power" if mde.achievable
             else f"no {mde.effect_name} is detectable at {mde.power:.0%} power at this n")
-    if published is not None:
+    if published is not None and hasattr(published, "contains"):  # a stats.PublishedComparison on another scale
+        pc = published
+        out["published"], out["published_on"] = float(pc.published), pc.name or "another estimand"
+        out["magnitude"] = "consistent" if pc.contains else "differs"
+        text = (f"{out['published_on']}: ours {pc.estimate:.3g} [{pc.low:.3g}, {pc.high:.3g}] vs paper "
+                f"{pc.published:.3g}: difference {pc.difference:+.3g} [{pc.difference_low:+.3g}, "
+                f"{pc.difference_high:+.3g}]")
+        if pc.ratio is not None:
+            text += f", ratio {pc.ratio:.3g} [{pc.ratio_low:.3g}, {pc.ratio_high:.3g}]"
+        out["magnitude_text"] = text
+    elif published is not None:
         if out.get("low") is None or out.get("high") is None:
             raise ValueError("a magnitude check needs the result's CI; pass a result with low/high")
         pub = float(published)
@@ -114,15 +126,16 @@ def _structured(result, published, mde, kind: str, unit: str) -> dict:
 
 
 def record(paper: str, claim_id: str, *, claim: str, paper_value: str, ours: str, statistic: str, verdict: str,
-           notebook: str, profile: str, differences: str = "", result=None, published: float | None = None,
+           notebook: str, profile: str, differences: str = "", result=None, published=None,
            mde=None, kind: str = "directional", unit: str = "") -> Claim:
     """Write (atomically, replacing any earlier record) one claim's verdict; returns it.
 
     The second axis (issue 18) comes from the test the verdict rests on: ``result`` (a
     :class:`domaingap.stats.StatResult` or :class:`~domaingap.stats.EquivalenceResult`) fills the test, effect and
-    CI, p, n and unit; ``published`` (the paper's number on the estimate's scale) gives the magnitude verdict
-    (does our CI contain it?); ``mde`` (a :class:`~domaingap.stats.PowerResult` or text) the minimum detectable
-    effect at this n. ``kind="null"`` claims must pass an equivalence ``result``.
+    CI, p, n and unit; ``published`` (the paper's number on the estimate's scale, or a
+    :class:`~domaingap.stats.PublishedComparison` of another estimate, e.g. a ratio of means beside an AUC test,
+    named by its ``name``) gives the magnitude verdict (does our CI contain it?); ``mde`` (a
+    :class:`~domaingap.stats.PowerResult` or text) the minimum detectable effect at this n. ``kind="null"`` claims must pass an equivalence ``result``.
     """
     if paper not in PAPERS:
         raise ValueError(f"paper must be one of {PAPERS}, got {paper!r}")
@@ -167,7 +180,7 @@ def table(profile: str, paper: str | None = None):
     rows = [asdict(c) for c in load(profile, paper)]
     cols = ["paper", "claim_id", "claim", "paper_value", "ours", "statistic", "verdict", "notebook", "differences",
             "kind", "test", "estimand", "estimate", "low", "high", "level", "p", "n", "unit", "margin", "mde",
-            "published", "magnitude", "magnitude_text"]
+            "published", "published_on", "magnitude", "magnitude_text"]
     return pd.DataFrame(rows, columns=list(Claim.__dataclass_fields__))[cols] if rows else pd.DataFrame(columns=cols)
 
 

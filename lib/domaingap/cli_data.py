@@ -99,7 +99,17 @@ def _check_one(ds) -> tuple[str, str, list[str]]:
     if cached is not None and not verified:
         return "cached", f"not in {root}; decoded arrays of a download are in {cached} (loads offline)", []
     hint = f"`domaingap data fetch {ds.name}`, or point ${data.paths.DATA_ENV} at the offline mirror"
-    return "missing", f"not in {root}: {', '.join(missing)}; get it with {hint}", []
+    pub = ds.publisher
+    if pub is not None and pub.url is None and pub.manual:
+        return "missing", (f"not in {root}: {', '.join(missing)}; cannot be downloaded automatically "
+                           f"({pub.manual}): download it from {pub.page}, then run "
+                           f"`domaingap data fetch {ds.name}`"), []
+    if data.download_allowed(None):
+        where = pub.page if pub is not None else (next(iter(ds.urls.values()), "") or ds.source)
+        return "missing", (f"not in {root}: {', '.join(missing)}; will be downloaded from {where} when first used "
+                           f"(or now with `domaingap data fetch {ds.name}`)"), []
+    return "missing", (f"not in {root}: {', '.join(missing)}; get it with {hint} (downloads are off: "
+                       f"${data.DOWNLOAD_ENV}=0)"), []
 
 
 def _check(args: argparse.Namespace) -> int:

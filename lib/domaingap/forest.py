@@ -85,7 +85,7 @@ def forest_plot(table, *, title: str = ""):
             if _finite(r["low"]) and _finite(r["high"]):
                 ax.plot([r["low"], r["high"]], [y, y], color=colour, lw=2, solid_capstyle="butt")
             ax.plot([r["estimate"]], [y], "o", color=colour, ms=6)
-            if _finite(r["published"]):
+            if _finite(r["published"]) and not r.get("published_on"):  # only on the estimate's own axis
                 ax.plot([r["published"]], [y], "D", mfc="white", mec="k", ms=6)
         ax.set_yticks(ys, [f"{r['paper']} {r['claim_id']}" for _, r in sub.iterrows()], fontsize=8)
         ax.set_ylim(-0.7, len(sub) - 0.3)

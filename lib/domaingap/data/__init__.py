@@ -12,10 +12,10 @@ the folder :func:`domaingap.paths.data_dir` (``$DOMAINGAP_DATA``), whose layout 
     kneeoa-kl/KneeOA_KL.tar.gz            braintumor-mri/BrainTumorMRI.tar.gz pbc-bloodcells/PBC_BloodCells.tar.gz
 
 Every mirror file is checked against its SHA-256 (and the publisher's MD5 where published) before use; a missing
-file is an error naming the file, its checksum, the source and how to get it. With ``DOMAINGAP_DOWNLOAD=1`` (or
-``allow_download=True``; the one switch is :data:`files.DOWNLOAD_BY_DEFAULT`) a missing dataset is fetched from
-its publisher instead, and the 64 px derived sets are rebuilt from the publishers' originals
-(:mod:`domaingap.data.publishers`).
+file is fetched from its publisher by default, as torchvision's ``download=True`` (the one switch is
+:data:`files.DOWNLOAD_BY_DEFAULT`; ``DOMAINGAP_DOWNLOAD=0`` or ``allow_download=False`` turns it off, and then a
+missing file is an error naming the file, its checksum, the source and how to get it); the 64 px derived sets
+are rebuilt from the publishers' originals (:mod:`domaingap.data.publishers`).
 
 Decoded images are cached as uint8 ``.npz`` arrays under :func:`domaingap.paths.cache_dir`
 (``$DOMAINGAP_CACHE``), keyed by the source files' checksums, so a JPEG dataset is decoded once; extraction and

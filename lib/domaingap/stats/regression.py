@@ -78,13 +78,19 @@ class MixedFit:
         return self.group_var / (self.group_var + self.residual_var)
 
 
-def mixed_lm(formula: str, data: Any, groups: str, *, level: float = 0.95, reml: bool = True,
-             allow_boundary: bool = False) -> MixedFit:
-    """Linear mixed model with a random intercept per ``groups`` level (e.g. dataset), fitted by
-    ``statsmodels`` ``MixedLM.from_formula`` (REML by default).
+def mixed_lm(formula: str, data: Any, groups: str, *, nested: str | None = None, level: float = 0.95,
+             reml: bool = True, allow_boundary: bool = False) -> MixedFit:
+    """Linear mixed model with a random intercept per ``groups`` level (e.g. dataset), and optionally one per
+    ``nested`` level within it (e.g. task within dataset, a variance component), fitted by ``statsmodels``
+    ``MixedLM.from_formula`` (REML by default).
+
+    A covariate that varies only between nested units (d_data, K_F of a task) needs ``nested``: without it,
+    differences between the tasks of a dataset that have nothing to do with the covariate count as evidence
+    about it, and its p-value is far too small.
 
     Args:
         formula: fixed effects, e.g. ``"log_L ~ log_N + medical"``; data: a DataFrame; groups: its column.
+        nested: a column whose levels are nested in ``groups`` (``vc_formula={nested: "0 + C(nested)"}``).
         allow_boundary: return a fit whose group variance is estimated at ~0 (flagged ``boundary``) instead
             of raising.
 
@@ -104,7 +110,11 @@ def mixed_lm(formula: str, data: Any, groups: str, *, level: float = 0.95, reml:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = smf.mixedlm(formula, data, groups=groups).fit(reml=reml)
+            vc = None
+            if nested is not None:
+                _check_column(data, nested)
+                vc = {nested: f"0 + C({nested})"}
+            result = smf.mixedlm(formula, data, groups=groups, re_formula="1", vc_formula=vc).fit(reml=reml)
         except np.linalg.LinAlgError as err:
             raise ValueError(f"singular fit of {formula!r} (is a term collinear or constant?): {err}") from err
     messages = distinct_messages(caught)
@@ -122,6 +132,7 @@ def mixed_lm(formula: str, data: Any, groups: str, *, level: float = 0.95, reml:
     z = stats.norm.ppf(0.5 + level / 2)
     table = pd.DataFrame({"coef": fe, "se": se, "low": fe - z * se, "high": fe + z * se,
                           "p": result.pvalues[fe.index]})
-    return MixedFit(formula=formula, groups=groups, table=table, group_var=group_var, residual_var=residual_var,
+    shown = formula + (f" + (1 | {nested})" if nested else "")
+    return MixedFit(formula=shown, groups=groups, table=table, group_var=group_var, residual_var=residual_var,
                     n_obs=int(result.nobs), n_groups=len(result.model.group_labels), converged=bool(result.converged),
                     boundary=boundary, warnings=messages, method="REML" if reml else "ML", result=result)

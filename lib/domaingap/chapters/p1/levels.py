@@ -80,15 +80,25 @@ def describe_comparison(cmp: stats.IndependentComparison, digits: int = 3) -> st
     return "; ".join(parts)
 
 
-def mixed(formula: str, frame, groups: str = "dataset"):
-    """Task-level random-intercept model (:func:`domaingap.stats.mixed_lm`, REML), or a
-    :class:`domaingap.stats.NotComputable` with statsmodels' reason when the fit is singular or at the boundary
-    (then the dataset-level test stands alone)."""
+def mixed(formula: str, frame, groups: str = "dataset", nested: str | None = "task"):
+    """Task-level model with a random intercept per dataset and, when a dataset has several tasks, one per task
+    within it (:func:`domaingap.stats.mixed_lm`, REML): the covariates of P1 (d_data, K_F) vary between tasks,
+    so the tasks, not the points, carry the evidence about them. A
+    :class:`domaingap.stats.NotComputable` with the reason when the fit is singular or at the boundary, or when
+    no dataset has two units (then the intercept is not separable from the residual, and the dataset-level test
+    stands alone)."""
+    test = f"MixedLM {formula} | {groups}" + (f" / {nested}" if nested else "")
+    n = (int(frame[groups].nunique()),)
+    if frame.groupby(groups).size().max() < 2:
+        return stats.NotComputable(test=test, reason=f"one row per {groups}: no within-{groups} replication",
+                                   n=n, unit=groups)
+    if nested is not None and (nested not in frame.columns
+                               or frame.groupby(groups)[nested].nunique().max() < 2):
+        nested = None  # one task per dataset: the task intercept is the dataset's
     try:
-        return stats.mixed_lm(formula, frame, groups)
+        return stats.mixed_lm(formula, frame, groups, nested=nested)
     except ValueError as err:
-        return stats.NotComputable(test=f"MixedLM {formula} | {groups}", reason=str(err).split(";")[0],
-                                   n=(int(frame[groups].nunique()),), unit=groups)
+        return stats.NotComputable(test=test, reason=str(err).split(";")[0], n=n, unit=groups)
 
 
 def task_slopes(train_frame, x: str = "log_N", y: str = "log_L", by: Sequence[str] = ("model",)):

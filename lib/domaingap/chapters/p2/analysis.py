@@ -21,7 +21,8 @@ from ... import devices
 from ... import runs as runlib
 from . import inputs, runs, specs
 
-__all__ = ["chance_tests", "fig1_result", "majority_rate", "mmc_data", "paired_test", "robust_view", "t_interval",
+__all__ = ["balanced_accuracy_test", "chance_tests", "fig1_result", "majority_rate", "mcnemar_test", "mmc_data",
+           "paired_test", "robust_view", "signed_rank", "t_interval",
            "tab1_rows", "tab1_table", "tab2_rows", "tab2_table", "tab3_results", "tab3_table", "test_data",
            "train_data", "trained"]
 
@@ -226,3 +227,94 @@ def paired_test(diff) -> dict:
     return {"n": int(d.size), "mean": mean, "ci_low": lo, "ci_high": hi,
             "median": float(np.median(d)) if d.size else math.nan, "wilcoxon_p": p,
             "n_pos": int((d > 0).sum()), "n_neg": int((d < 0).sum())}
+
+
+# ----------------------------------------------------------------------------------------------- claim results
+# The StatResults the claims records of this chapter rest on (issue 18): domaingap.stats tests, with the interval
+# that stats does not attach to them (the signed-rank test, McNemar and the balanced-accuracy permutation test
+# come without one there).
+
+def _signed_rank_null_cdf(n: int) -> np.ndarray:
+    """``P(W+ <= w)`` for ``w = 0..n(n+1)/2`` under H0 (no ties): exact, by counting the subsets of ranks
+    ``1..n`` with each sum."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    for r in range(1, n + 1):
+        counts[r:] = counts[r:] + counts[:-r].copy()
+    return np.cumsum(counts) / 2.0 ** n
+
+
+def signed_rank(x, y=None, *, level: float = 0.95, alternative: str = "two-sided", unit: str = ""):
+    """Wilcoxon signed-rank test of paired differences (:func:`domaingap.stats.wilcoxon_signed_rank`) with the
+    distribution-free interval of its estimate, the pseudo-median (Hodges-Lehmann): Tukey's interval between the
+    ``k``-th smallest and largest Walsh averages ``(d_i + d_j) / 2``, ``i <= j``, which inverts the signed-rank
+    test (Hollander & Wolfe, *Nonparametric Statistical Methods*, sec. 3.2). ``k - 1`` is the largest count with
+    ``P(W+ <= k - 1) <= (1 - level) / 2`` under H0: exact for n <= 50 (assuming no ties), the normal
+    approximation with continuity correction above. Zero differences enter the Walsh averages (the test drops
+    them), so with ties or zeros the interval's coverage is approximate. With too few pairs for any interval at
+    ``level`` (n < 6 at 95%), ``low``/``high`` are None and a note says so. The interval is two-sided at ``level``
+    whatever ``alternative``."""
+    from dataclasses import replace
+
+    from scipy import stats as sps
+
+    from ... import stats
+
+    res = stats.wilcoxon_signed_rank(x, y, alternative=alternative, unit=unit)
+    d = np.asarray(x, dtype=np.float64) - (0.0 if y is None else np.asarray(y, dtype=np.float64))
+    n = d.size
+    i, j = np.triu_indices(n)
+    walsh = np.sort((d[i] + d[j]) / 2)
+    m, tail = walsh.size, (1 - level) / 2
+    if n <= 50:
+        k = int(np.searchsorted(_signed_rank_null_cdf(n), tail, side="right"))  # P(W+ <= k - 1) <= tail
+    else:
+        k = int(math.floor(m / 2 - sps.norm.ppf(1 - tail) * math.sqrt(n * (n + 1) * (2 * n + 1) / 24) + 0.5))
+    if k < 1:
+        return replace(res, level=level, ci_method="Tukey's Walsh-average CI",
+                       notes=res.notes + (f"no {level:.0%} interval exists with {n} pairs (the widest has "
+                                          f"{1 - 2 / 2 ** n:.0%} coverage)",))
+    return replace(res, low=float(walsh[k - 1]), high=float(walsh[m - k]), level=level,
+                   ci_method="Tukey's Walsh-average CI (inverts the signed-rank test)")
+
+
+def mcnemar_test(correct_a, correct_b, *, level: float = 0.95, unit: str = ""):
+    """Exact McNemar test of equal accuracies of classifiers A and B on the same samples
+    (:func:`domaingap.stats.agreement`'s ``mcnemar``: estimate ``acc_a - acc_b``), with the t interval of the mean
+    paired difference of the correctness indicators (:func:`domaingap.stats.paired_t`; a Wald-type interval for
+    a difference of paired proportions). ``low``/``high`` are None when the differences have no variance."""
+    from dataclasses import replace
+
+    from ... import stats
+
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    res = stats.agreement(a, b, unit=unit).mcnemar
+    try:
+        ci = stats.paired_t(a.astype(float), b.astype(float), level=level)
+    except ValueError as err:  # every sample differs the same way: t undefined
+        return replace(res, notes=res.notes + (f"no interval: {err}",))
+    return replace(res, low=ci.low, high=ci.high, level=level, ci_method="paired t CI of the correctness difference")
+
+
+def balanced_accuracy_test(y_true, y_pred, *, n_resamples: int = 9999, seed: int = 0, level: float = 0.95,
+                           unit: str = "test images"):
+    """Balanced accuracy above chance (``1 / K``, K classes in ``y_true``) of one classifier on a fixed test set:
+    the one-sided label-permutation test of :func:`domaingap.stats.chance_tests` (``p_balanced``), with a BCa
+    bootstrap interval over the test images (:func:`domaingap.stats.bootstrap_ci` of the per-image terms
+    ``correct_i * N / (K n_{y_i})``, whose mean is the balanced accuracy). Estimate: balanced accuracy - 1/K."""
+    from dataclasses import replace
+
+    from ... import stats
+
+    t, p = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    ct = stats.chance_tests(t, p, n_resamples=n_resamples, seed=seed, level=level)
+    classes, counts = np.unique(t, return_counts=True)
+    weight = t.size / (classes.size * counts[np.searchsorted(classes, t)])
+    terms = (t == p) * weight - ct.chance_balanced
+    boot = stats.bootstrap_ci(terms, level=level, seed=seed, unit=unit)
+    return replace(boot, test=f"label-permutation test ({ct.n_resamples} permutations)",
+                   estimand="balanced accuracy - chance", estimate=ct.balanced_accuracy - ct.chance_balanced,
+                   p=ct.p_balanced, alternative="greater", n=(ct.n,),
+                   extra={"balanced_accuracy": ct.balanced_accuracy, "chance": ct.chance_balanced,
+                          "accuracy": ct.accuracy, "majority_rate": ct.majority_rate, "p_accuracy": ct.p_accuracy,
+                          "n_classes": ct.n_classes})

@@ -10,7 +10,10 @@ Published numbers (``published.yaml``; Juodelyte et al., TMLR 2023, from the rep
 :func:`paper_value` (a claim's paper value).
 
 The statistics helpers (:func:`agreement`, :func:`agreement_test`, :func:`paired_summary`, :func:`spearman_ci`,
-:func:`holm`, :func:`verdict_from_test`) are the chapter's own until the shared ``domaingap.stats`` replaces them.
+:func:`holm`, :func:`verdict_from_test`) are the chapter's former ones (kept for their tests); the notebooks use
+``domaingap.stats`` and the two results below that it has no equivalent for: :func:`signed_rank` (the Wilcoxon
+signed-rank test with an interval for its estimate) and :func:`page_trend` (Page's trend test with an effect
+size and its interval), both :class:`domaingap.stats.StatResult` for ``claims.record(result=...)``.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from .. import published as _published
 from .tasks import LAYER_LABELS, MEASURES, inits
 
 __all__ = ["PAPER_AUC", "PAPER_CCA_CHEST", "PAPER_PRED_SIM", "PAPER_TARGET", "agreement", "agreement_test",
-           "auc_table", "finetune_frame", "holm", "load_predictions", "paired_summary", "paper_value",
-           "similarity_frame", "spearman_ci", "verdict_from_test"]
+           "auc_table", "finetune_frame", "holm", "load_predictions", "page_trend", "paired_summary", "paper_value",
+           "signed_rank", "similarity_frame", "spearman_ci", "verdict_from_test"]
 
 _PUBLISHED = _published("p3")
 PAPER_AUC: dict[str, dict[str, tuple[float, float]]] = {
@@ -230,3 +233,75 @@ def verdict_from_test(effect_sign: float, p: float, *, expected_sign: int, alpha
     if p < alpha and np.sign(effect_sign) == -expected_sign:
         return "not reproduced"
     return "inconclusive"
+
+
+def signed_rank(diff, *, alternative: str = "two-sided", level: float = 0.95, n_resamples: int = 2000, seed: int = 0,
+                unit: str = ""):
+    """Wilcoxon signed-rank test of paired differences (:func:`domaingap.stats.wilcoxon_signed_rank`) with a
+    BCa bootstrap interval of its estimate, the pseudo-median (:func:`domaingap.stats.bootstrap_ci` of
+    :func:`domaingap.stats.paired.pseudo_median`), so that a claims record carries the test's p and an interval
+    on the same estimand. ``stats`` gives the test without an interval; the sign of the pseudo-median always
+    agrees with the direction the signed-rank statistic points to (W+ > W- exactly when more than half of the
+    Walsh averages are positive). Needs >= 2 differences.
+
+    Returns:
+        :class:`domaingap.stats.StatResult` (estimand ``pseudo-median``), the Wilcoxon result's fields with
+        ``low``/``high``/``level``/``ci_method`` filled and the bootstrap's notes appended.
+    """
+    from dataclasses import replace
+
+    from ... import stats
+    from ...stats._base import as_sample
+    from ...stats.paired import pseudo_median
+
+    d = as_sample(diff, "diff", min_n=2)
+    w = stats.wilcoxon_signed_rank(d, alternative=alternative, unit=unit)
+    if np.ptp(d) == 0:  # a constant sample: the interval is that value (scipy's bootstrap needs variance)
+        low = high = float(d[0])
+        ci_method, notes = "degenerate (all differences equal)", ()
+    else:
+        ci = stats.bootstrap_ci(d, pseudo_median, level=level, n_resamples=n_resamples, seed=seed, unit=unit)
+        low, high, ci_method, notes = ci.low, ci.high, ci.ci_method, ci.notes
+    return replace(w, low=low, high=high, level=level, ci_method=ci_method, notes=w.notes + notes,
+                   extra={**w.extra, "mean": float(d.mean())})
+
+
+def page_trend(matrix, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0, unit: str = ""):
+    """Page's (1963) trend test of a monotone change along the columns of ``matrix`` (``(m, k)``: m independent
+    blocks, e.g. networks, by k ordered conditions, e.g. layers from shallow to deep), two-sided: twice the
+    smaller of ``scipy.stats.page_trend_test``'s p-values for an increasing and a decreasing order (capped at 1).
+
+    The estimate is the mean over blocks of Spearman's rho between the column order and each row (+1: every
+    row increases; -1: every row decreases); Page's L is a linear function of it when rows have no ties
+    (L = m k (k^2 - 1) (rho + 3 (k + 1) / (k - 1)) / 12). Its interval is the BCa bootstrap of that mean over
+    blocks (:func:`domaingap.stats.bootstrap_ci`). ``domaingap.stats`` has no trend test; this is the chapter's.
+
+    Returns:
+        :class:`domaingap.stats.StatResult` (estimand ``mean Spearman rho with depth``), ``statistic`` = L of the
+        increasing order, ``extra``: ``L_decreasing``, ``p_increasing``, ``p_decreasing``, ``per_row`` (rho).
+    """
+    from scipy import stats as sps
+
+    from ... import stats
+
+    x = np.asarray(matrix, dtype=float)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 3 or not np.isfinite(x).all():
+        raise ValueError(f"page_trend needs a finite (m >= 2, k >= 3) matrix, got shape {x.shape}")
+    k = x.shape[1]
+    up = sps.page_trend_test(x, predicted_ranks=list(range(1, k + 1)))
+    down = sps.page_trend_test(x, predicted_ranks=list(range(k, 0, -1)))
+    order = np.arange(k, dtype=float)
+    rho = np.array([sps.spearmanr(order, row).statistic if np.ptp(row) > 0 else 0.0 for row in x])
+    p = float(min(1.0, 2 * min(up.pvalue, down.pvalue)))
+    if np.ptp(rho) == 0:
+        low = high = float(rho[0])
+        ci_method, notes = "degenerate (every row has the same rho)", ()
+    else:
+        ci = stats.bootstrap_ci(rho, np.mean, level=level, n_resamples=n_resamples, seed=seed, unit=unit)
+        low, high, ci_method, notes = ci.low, ci.high, ci.ci_method, ci.notes
+    return stats.StatResult(test=f"Page's trend test ({up.method})", estimand="mean Spearman rho with depth",
+                            estimate=float(rho.mean()), low=low, high=high, level=level, ci_method=ci_method, p=p,
+                            alternative="two-sided", statistic=float(up.statistic), n=(x.shape[0],), unit=unit,
+                            notes=notes, extra={"L_decreasing": float(down.statistic),
+                                                "p_increasing": float(up.pvalue), "p_decreasing": float(down.pvalue),
+                                                "per_row": rho.tolist()})
