@@ -135,7 +135,8 @@ def record(paper: str, claim_id: str, *, claim: str, paper_value: str, ours: str
     CI, p, n and unit; ``published`` (the paper's number on the estimate's scale, or a
     :class:`~domaingap.stats.PublishedComparison` of another estimate, e.g. a ratio of means beside an AUC test,
     named by its ``name``) gives the magnitude verdict (does our CI contain it?); ``mde`` (a
-    :class:`~domaingap.stats.PowerResult` or text) the minimum detectable effect at this n. ``kind="null"`` claims must pass an equivalence ``result``.
+    :class:`~domaingap.stats.PowerResult` or text) the minimum detectable effect at this n. ``kind="null"``
+    claims must pass an equivalence ``result``.
     """
     if paper not in PAPERS:
         raise ValueError(f"paper must be one of {PAPERS}, got {paper!r}")
