@@ -9,7 +9,7 @@ EXECUTOR ?= $(if $(filter 1,$(JOBS)),sequential,process:$(JOBS))
 # The data directory: set DOMAINGAP_DATA (e.g. ../shared/data, the offline mirror); default data/cache.
 export DOMAINGAP_DATA
 
-.PHONY: venv book sweeps test book-check unit refs bench clean
+.PHONY: venv book sweeps test book-check unit refs bench clean data-check install-check
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml scripts/setup_venv.sh
 	bash scripts/setup_venv.sh $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml scripts/setup_venv.sh
 
 ## book: compute every chapter's runs at $(PROFILE) as one graph (JOBS workers), run every notebook with papermill
 ## (they only load, plot and record), then build the HTML book (strict).
-book: venv sweeps
+book: venv data-check sweeps
 	$(PY) -m domaingap.runner run --profile $(PROFILE) --out book/executed --jobs $(JOBS)
 	$(call BUILD_BOOK,book)
 	@echo "HTML book: $(CURDIR)/book/_build/html/index.html"
@@ -28,9 +28,18 @@ BUILD_BOOK = $(VENV)/bin/jupyter-book build $(1) --config _config.yml --path-out
 ## of the ci-profile book (from the nbval references) checked page by page in headless Chromium.
 test: venv
 	$(VENV)/bin/ruff check lib tests
+	$(MAKE) install-check
 	$(MAKE) sweeps PROFILE=ci JOBS=2
 	$(PY) -m pytest tests --nbval-lax -p no:cacheprovider
 	$(MAKE) book-check
+
+## data-check: what is present, what will be downloaded, what cannot be (fails only on a corrupt file).
+data-check: venv
+	$(VENV)/bin/domaingap data check
+
+## install-check: `pip install .` into a fresh venv (the pinned wheels) imports domaingap and runs its CLI.
+install-check: venv
+	bash scripts/check_install.sh
 
 ## sweeps: every run of every chapter at $(PROFILE), computed by $(EXECUTOR) into the artefact store.
 sweeps: venv
