@@ -403,7 +403,9 @@ def test_code_closures_hold_what_shapes_each_result_and_no_analysis():
                                     intrinsic_dim.mle, intrinsic_dim.twonn],
     }
     # the chapter's analysis, loading, spec and task-listing code, and the notebooks' claims, never enter a key
+    # (nor the data-file plumbing: paths and the checksummed fetching of files, runs.code.NOT_IN_KEY)
     outside = ("domaingap.chapters.p1.analysis.", "domaingap.chapters.p1.levels.", "domaingap.chapters.p1.results.",
+               "domaingap.paths.", "domaingap.data.files.",
                "domaingap.chapters.p1.specs.", "domaingap.stats.",
                "domaingap.claims.", "domaingap.chapters.p2", "domaingap.chapters.p3", "domaingap.profiles.")
     analysis = [getattr(p1.analysis, n) for n in p1.analysis.__all__]

@@ -198,7 +198,7 @@ def measure_images(images: inputs.ImageSet, *, size: int | None = None, gray: bo
                    kf_sample_images: int = KF_SAMPLE_IMAGES, store: runs.Store | None = None,
                    progress: bool = True) -> Measurement:
     """:func:`measure` on an :class:`~.inputs.ImageSet` (what :func:`measure_path` reads)."""
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets (TqdmWarning)
 
     from .. import data
 

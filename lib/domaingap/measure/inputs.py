@@ -238,7 +238,7 @@ def read_folder(root: str | Path, *, progress: bool = True) -> ImageSet:
     """An ImageFolder directory ``root/<class>/<image>`` (read with ``torchvision.datasets.ImageFolder``; class
     names are the folder names, in ImageFolder's sorted order)."""
     from torchvision import datasets
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets (TqdmWarning)
 
     root = Path(root)
     if not root.is_dir():

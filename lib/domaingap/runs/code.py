@@ -33,19 +33,24 @@ from typing import Any, Iterable
 from . import canonical
 
 PACKAGE = "domaingap"
+# Modules that decide where bytes come from, not what a run computes from them: the run machinery itself, the
+# paths of the data and artefact folders, and the fetching / checksum verification / extraction of dataset files
+# (whatever they do, the bytes a run reads are the ones whose SHA-256 the registry holds). Editing them (e.g. a
+# download default) must not re-key every run that reads data.
+NOT_IN_KEY = ("domaingap.runs", "domaingap.paths", "domaingap.data.files")
 
 __all__ = ["code_hash", "closure"]
 
 
 def _ours(obj: Any, roots: frozenset[str] = frozenset()) -> bool:
     """True for objects of the domaingap package or of a module in ``roots`` (the modules of the declared items:
-    a run kind defined outside domaingap still gets its own helpers followed), except the run machinery itself
-    (``domaingap.runs``), which stores results but does not shape them."""
+    a run kind defined outside domaingap still gets its own helpers followed), except the modules of
+    :data:`NOT_IN_KEY`, which store results or fetch verified bytes but do not shape results."""
     if isinstance(obj, types.ModuleType):
         mod = obj.__name__
     else:
         mod = getattr(obj, "__module__", None) or ""
-    if mod.startswith(f"{PACKAGE}.runs"):
+    if any(mod == m or mod.startswith(m + ".") for m in NOT_IN_KEY):
         return False
     return mod == PACKAGE or mod.startswith(PACKAGE + ".") or mod in roots
 

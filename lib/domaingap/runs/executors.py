@@ -205,7 +205,7 @@ def compute(runs: Sequence[Run] | Iterable[Run], *, executor: str | None = None,
     """The verified entries of ``runs``, in order, computing what is missing (and its missing upstream).
 
     Raises :class:`RunsFailed` after every run that could be attempted was, when any failed."""
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets (TqdmWarning)
 
     runs = list(runs)
     store = store or Store()
