@@ -554,3 +554,24 @@ def test_mixed_lm_nested_tasks_stop_task_offsets_counting_as_evidence_about_a_ta
         p_nested.append(fit.table.loc["d_data", "p"])
         assert "(1 | task)" in fit.formula
     assert min(p_flat) < 0.05 and min(p_nested) > 0.3  # the third draw is a false positive without nesting
+
+
+def test_signed_rank_interval_is_tukeys_walsh_interval_and_inverts_the_test():
+    """Tukey's interval: the k-th smallest and largest Walsh averages, k from the exact signed-rank null; every
+    shift inside it is not rejected by the two-sided test at 5%, every shift just outside is."""
+    from scipy import stats as sps
+
+    d = np.array([1.8, -0.4, 2.2, 0.9, 3.1, 1.2, -0.7, 2.6, 0.3, 1.5])
+    res = S.signed_rank(d)
+    i, j = np.triu_indices(d.size)
+    walsh = np.sort((d[i] + d[j]) / 2)
+    assert res.low in walsh and res.high in walsh and res.low < res.estimate < res.high
+    assert res.estimate == pytest.approx(np.median(walsh))
+    for shift in (res.low + 1e-9, res.high - 1e-9):
+        assert sps.wilcoxon(d - shift, method="exact").pvalue > 0.05
+    for shift in (res.low - 1e-3, res.high + 1e-3):
+        assert sps.wilcoxon(d - shift, method="exact").pvalue <= 0.05
+    short = S.signed_rank(d[:5])  # 5 pairs: no 95% interval exists (the widest covers 1 - 2/32 = 94%)
+    assert short.low is None and short.high is None and "no 95% interval" in short.notes[-1]
+    assert S.ci_text(short).startswith("[no 95% interval at n = 5")
+    assert S.ci_text(res, ".2f") == f"[{res.low:.2f}, {res.high:.2f}]"

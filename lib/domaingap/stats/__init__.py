@@ -12,7 +12,8 @@ Modules (everything is re-exported here):
 - :mod:`.two_sample`: :func:`mann_whitney`, :func:`mwu_min_pvalue`, :func:`welch_t`, :func:`hodges_lehmann`,
   :func:`ratio_of_means`, :func:`compare_independent`, :func:`compare_domains`.
 - :mod:`.paired`: :func:`mean_ci`, :func:`paired_t`, :func:`wilcoxon_signed_rank`, :func:`sign_flip_test`,
-  :func:`compare_paired`, and the zero-difference policy.
+  :func:`compare_paired`, :func:`signed_rank` (the Wilcoxon test with Tukey's Walsh-average interval of its
+  pseudo-median), and the zero-difference policy.
 - :mod:`.correlation`: :func:`pearson`, :func:`spearman`.
 - :mod:`.equivalence`: :func:`tost_two_sample`, :func:`tost_paired`, :func:`tost_correlation`, :func:`tost_auc`,
   :func:`compare_to_published`.
@@ -52,7 +53,7 @@ Replacements for the chapters' former helpers:
 
 from __future__ import annotations
 
-from ._base import NotComputable, StatResult
+from ._base import NotComputable, StatResult, ci_text
 from .calibration import Calibration, calibrate, calibration_table
 from .classifier import (Agreement, ChanceTests, agreement, balanced_accuracy, binomial_test, chance_tests,
                          majority_rate, wilson_interval)
@@ -60,7 +61,8 @@ from .correlation import pearson, spearman
 from .equivalence import (EquivalenceResult, PublishedComparison, compare_to_published, tost_auc, tost_correlation,
                           tost_paired, tost_two_sample)
 from .multiplicity import AdjustedPValues, adjust_pvalues, benjamini_yekutieli, holm
-from .paired import PairedComparison, compare_paired, mean_ci, paired_t, sign_flip_test, wilcoxon_signed_rank
+from .paired import (PairedComparison, compare_paired, mean_ci, paired_t, sign_flip_test, signed_rank,
+                     wilcoxon_signed_rank)
 from .power import (PowerResult, mde_correlation, mde_paired, mde_proportion, mde_two_sample, power_correlation,
                     power_paired, power_proportion, power_two_sample)
 from .regression import MixedFit, coef_table, fit_ols, mixed_lm
@@ -73,12 +75,13 @@ __all__ = [
     "AdjustedPValues", "Agreement", "Calibration", "ChanceTests", "EquivalenceResult", "IndependentComparison",
     "MixedFit", "NotComputable", "PairedComparison", "PowerResult", "PublishedComparison", "StatResult",
     "adjust_pvalues", "agreement", "balanced_accuracy", "benjamini_yekutieli", "binomial_test", "bootstrap_ci",
-    "calibrate", "calibration_table", "chance_tests", "cluster_bootstrap_ci", "coef_table", "compare_domains",
-    "compare_independent",
+    "calibrate", "calibration_table", "chance_tests", "ci_text", "cluster_bootstrap_ci", "coef_table",
+    "compare_domains", "compare_independent",
     "compare_paired", "compare_to_published", "equivalence_verdict", "fit_ols", "hodges_lehmann", "holm",
     "majority_rate", "mann_whitney", "mean_ci", "mde_correlation", "mde_paired", "mde_proportion", "mde_two_sample",
     "mixed_lm", "mwu_min_pvalue", "paired_t", "pearson", "power_correlation", "power_paired", "power_proportion",
-    "power_two_sample", "ratio_of_means", "sign_flip_test", "spearman", "tost_auc", "tost_correlation",
+    "power_two_sample", "ratio_of_means", "sign_flip_test", "signed_rank", "spearman", "tost_auc",
+    "tost_correlation",
     "tost_paired", "tost_two_sample", "verdict", "verdict_of", "welch_t", "wilcoxon_signed_rank",
     "wilson_interval",
 ]

@@ -86,6 +86,14 @@ class NotComputable:
         return f"{self.test}: not computable ({self.reason}); {format_n(self.n, self.unit)}"
 
 
+def ci_text(result: "StatResult", spec: str = ".3g", scale: float = 1.0) -> str:
+    """``"[low, high]"`` of a result's CI formatted with ``spec`` (values times ``scale``), or the reason there is
+    none (e.g. a signed-rank test with fewer than 6 pairs has no 95% interval): never a crash on None."""
+    if result.low is None or result.high is None:
+        return f"[no {result.level or 0.95:.0%} interval at {format_n(result.n, result.unit)}]"
+    return f"[{result.low * scale:{spec}}, {result.high * scale:{spec}}]"
+
+
 def format_n(n: tuple[int, ...], unit: str = "") -> str:
     return ("n = " + " vs ".join(str(k) for k in n) + (f" {unit}" if unit else "")) if n else "n = ?"
 

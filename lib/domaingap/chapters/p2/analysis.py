@@ -22,7 +22,7 @@ from ... import runs as runlib
 from . import inputs, runs, specs
 
 __all__ = ["balanced_accuracy_test", "chance_tests", "fig1_result", "majority_rate", "mcnemar_test", "mmc_data",
-           "paired_test", "robust_view", "signed_rank", "t_interval",
+           "paired_test", "robust_view", "t_interval",
            "tab1_rows", "tab1_table", "tab2_rows", "tab2_table", "tab3_results", "tab3_table", "test_data",
            "train_data", "trained"]
 
@@ -233,50 +233,6 @@ def paired_test(diff) -> dict:
 # The StatResults the claims records of this chapter rest on (issue 18): domaingap.stats tests, with the interval
 # that stats does not attach to them (the signed-rank test, McNemar and the balanced-accuracy permutation test
 # come without one there).
-
-def _signed_rank_null_cdf(n: int) -> np.ndarray:
-    """``P(W+ <= w)`` for ``w = 0..n(n+1)/2`` under H0 (no ties): exact, by counting the subsets of ranks
-    ``1..n`` with each sum."""
-    counts = np.zeros(n * (n + 1) // 2 + 1)
-    counts[0] = 1.0
-    for r in range(1, n + 1):
-        counts[r:] = counts[r:] + counts[:-r].copy()
-    return np.cumsum(counts) / 2.0 ** n
-
-
-def signed_rank(x, y=None, *, level: float = 0.95, alternative: str = "two-sided", unit: str = ""):
-    """Wilcoxon signed-rank test of paired differences (:func:`domaingap.stats.wilcoxon_signed_rank`) with the
-    distribution-free interval of its estimate, the pseudo-median (Hodges-Lehmann): Tukey's interval between the
-    ``k``-th smallest and largest Walsh averages ``(d_i + d_j) / 2``, ``i <= j``, which inverts the signed-rank
-    test (Hollander & Wolfe, *Nonparametric Statistical Methods*, sec. 3.2). ``k - 1`` is the largest count with
-    ``P(W+ <= k - 1) <= (1 - level) / 2`` under H0: exact for n <= 50 (assuming no ties), the normal
-    approximation with continuity correction above. Zero differences enter the Walsh averages (the test drops
-    them), so with ties or zeros the interval's coverage is approximate. With too few pairs for any interval at
-    ``level`` (n < 6 at 95%), ``low``/``high`` are None and a note says so. The interval is two-sided at ``level``
-    whatever ``alternative``."""
-    from dataclasses import replace
-
-    from scipy import stats as sps
-
-    from ... import stats
-
-    res = stats.wilcoxon_signed_rank(x, y, alternative=alternative, unit=unit)
-    d = np.asarray(x, dtype=np.float64) - (0.0 if y is None else np.asarray(y, dtype=np.float64))
-    n = d.size
-    i, j = np.triu_indices(n)
-    walsh = np.sort((d[i] + d[j]) / 2)
-    m, tail = walsh.size, (1 - level) / 2
-    if n <= 50:
-        k = int(np.searchsorted(_signed_rank_null_cdf(n), tail, side="right"))  # P(W+ <= k - 1) <= tail
-    else:
-        k = int(math.floor(m / 2 - sps.norm.ppf(1 - tail) * math.sqrt(n * (n + 1) * (2 * n + 1) / 24) + 0.5))
-    if k < 1:
-        return replace(res, level=level, ci_method="Tukey's Walsh-average CI",
-                       notes=res.notes + (f"no {level:.0%} interval exists with {n} pairs (the widest has "
-                                          f"{1 - 2 / 2 ** n:.0%} coverage)",))
-    return replace(res, low=float(walsh[k - 1]), high=float(walsh[m - k]), level=level,
-                   ci_method="Tukey's Walsh-average CI (inverts the signed-rank test)")
-
 
 def mcnemar_test(correct_a, correct_b, *, level: float = 0.95, unit: str = ""):
     """Exact McNemar test of equal accuracies of classifiers A and B on the same samples

@@ -11,9 +11,9 @@ Published numbers (``published.yaml``; Juodelyte et al., TMLR 2023, from the rep
 
 The statistics helpers (:func:`agreement`, :func:`agreement_test`, :func:`paired_summary`, :func:`spearman_ci`,
 :func:`holm`, :func:`verdict_from_test`) are the chapter's former ones (kept for their tests); the notebooks use
-``domaingap.stats`` and the two results below that it has no equivalent for: :func:`signed_rank` (the Wilcoxon
-signed-rank test with an interval for its estimate) and :func:`page_trend` (Page's trend test with an effect
-size and its interval), both :class:`domaingap.stats.StatResult` for ``claims.record(result=...)``.
+``domaingap.stats`` (e.g. :func:`domaingap.stats.signed_rank`, the Wilcoxon test with Tukey's interval for its
+pseudo-median) and the one result below that it has no equivalent for: :func:`page_trend` (Page's trend test
+with an effect size and its interval), a :class:`domaingap.stats.StatResult` for ``claims.record(result=...)``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .tasks import LAYER_LABELS, MEASURES, inits
 
 __all__ = ["PAPER_AUC", "PAPER_CCA_CHEST", "PAPER_PRED_SIM", "PAPER_TARGET", "agreement", "agreement_test",
            "auc_table", "finetune_frame", "holm", "load_predictions", "page_trend", "paired_summary", "paper_value",
-           "signed_rank", "similarity_frame", "spearman_ci", "verdict_from_test"]
+           "similarity_frame", "spearman_ci", "verdict_from_test"]
 
 _PUBLISHED = _published("p3")
 PAPER_AUC: dict[str, dict[str, tuple[float, float]]] = {
@@ -233,37 +233,6 @@ def verdict_from_test(effect_sign: float, p: float, *, expected_sign: int, alpha
     if p < alpha and np.sign(effect_sign) == -expected_sign:
         return "not reproduced"
     return "inconclusive"
-
-
-def signed_rank(diff, *, alternative: str = "two-sided", level: float = 0.95, n_resamples: int = 2000, seed: int = 0,
-                unit: str = ""):
-    """Wilcoxon signed-rank test of paired differences (:func:`domaingap.stats.wilcoxon_signed_rank`) with a
-    BCa bootstrap interval of its estimate, the pseudo-median (:func:`domaingap.stats.bootstrap_ci` of
-    :func:`domaingap.stats.paired.pseudo_median`), so that a claims record carries the test's p and an interval
-    on the same estimand. ``stats`` gives the test without an interval; the sign of the pseudo-median always
-    agrees with the direction the signed-rank statistic points to (W+ > W- exactly when more than half of the
-    Walsh averages are positive). Needs >= 2 differences.
-
-    Returns:
-        :class:`domaingap.stats.StatResult` (estimand ``pseudo-median``), the Wilcoxon result's fields with
-        ``low``/``high``/``level``/``ci_method`` filled and the bootstrap's notes appended.
-    """
-    from dataclasses import replace
-
-    from ... import stats
-    from ...stats._base import as_sample
-    from ...stats.paired import pseudo_median
-
-    d = as_sample(diff, "diff", min_n=2)
-    w = stats.wilcoxon_signed_rank(d, alternative=alternative, unit=unit)
-    if np.ptp(d) == 0:  # a constant sample: the interval is that value (scipy's bootstrap needs variance)
-        low = high = float(d[0])
-        ci_method, notes = "degenerate (all differences equal)", ()
-    else:
-        ci = stats.bootstrap_ci(d, pseudo_median, level=level, n_resamples=n_resamples, seed=seed, unit=unit)
-        low, high, ci_method, notes = ci.low, ci.high, ci.ci_method, ci.notes
-    return replace(w, low=low, high=high, level=level, ci_method=ci_method, notes=w.notes + notes,
-                   extra={**w.extra, "mean": float(d.mean())})
 
 
 def page_trend(matrix, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0, unit: str = ""):
