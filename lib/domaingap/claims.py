@@ -58,10 +58,14 @@ class Claim:
     magnitude_text: str = ""  # e.g. "ours / P1 = 0.55 [0.31, 0.98]"
 
 
-def verdict(estimate: float, p: float, *, expected_sign: int = 1, alpha: float = 0.05) -> str:
+def verdict(estimate: float, p: float, *, expected_sign: int = 1, alpha: float | None = None) -> str:
     """Verdict on a directional claim from a test: "reproduced" when the estimate has the claimed sign and
     p < alpha; "not reproduced" when it has the opposite sign and p < alpha; "inconclusive" otherwise
-    (including NaN)."""
+    (including NaN). ``alpha`` defaults to the analysis plan's (:func:`domaingap.plan.alpha`)."""
+    if alpha is None:
+        from . import plan
+
+        alpha = plan.alpha()
     if expected_sign not in (1, -1):
         raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
     if not (math.isfinite(estimate) and math.isfinite(p)):

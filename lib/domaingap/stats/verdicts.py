@@ -17,12 +17,12 @@ NULL_VALUES = {"AUC": 0.5, "mean(a) / mean(b)": 1.0, "odds ratio": 1.0}
 
 
 def verdict_of(result: StatResult | NotComputable, *, expected_sign: int = 1, null: float | None = None,
-               alpha: float = 0.05) -> str:
+               alpha: float | None = None) -> str:
     """:func:`verdict` on a test result: the sign of ``result.estimate - null`` and ``result.p``.
 
     ``null`` is the estimate's value under no effect; by default :data:`NULL_VALUES` of the estimand (0.5 for
-    an AUC, 1 for ratios), else 0. A :class:`NotComputable` part is "inconclusive" (as ``verdict`` treats
-    NaN); a result without a test (``p is None``, e.g. a bootstrap interval) raises ValueError.
+    an AUC, 1 for ratios), else 0; ``alpha`` defaults to the analysis plan's. A :class:`NotComputable` part is
+    "inconclusive" (as ``verdict`` treats NaN); a result without a test (``p is None``, e.g. a bootstrap interval) raises ValueError.
     """
     if isinstance(result, NotComputable):
         return "inconclusive"
