@@ -22,7 +22,8 @@ def verdict_of(result: StatResult | NotComputable, *, expected_sign: int = 1, nu
 
     ``null`` is the estimate's value under no effect; by default :data:`NULL_VALUES` of the estimand (0.5 for
     an AUC, 1 for ratios), else 0; ``alpha`` defaults to the analysis plan's. A :class:`NotComputable` part is
-    "inconclusive" (as ``verdict`` treats NaN); a result without a test (``p is None``, e.g. a bootstrap interval) raises ValueError.
+    "inconclusive" (as ``verdict`` treats NaN); a result without a test (``p is None``, e.g. a bootstrap interval)
+    raises ValueError.
     """
     if isinstance(result, NotComputable):
         return "inconclusive"
