@@ -80,3 +80,9 @@ def test_a_magnitude_check_on_another_estimate_is_named_and_kept_off_the_forest_
     c = claims.record("P1", "kf", verdict="reproduced", result=cmp.mwu, published=pc, **BASE)
     assert c.estimand == "AUC" and c.published == 2.5 and c.published_on == "ratio of means"
     assert c.magnitude == ("consistent" if pc.contains else "differs") and c.magnitude_text.startswith("ratio")
+
+
+def test_a_published_number_without_our_interval_is_no_interval_not_a_crash():
+    res = stats.signed_rank([0.1, 0.3, -0.2, 0.4])  # 4 pairs: no 95% interval exists
+    c = claims.record("P3", "few", verdict="inconclusive", result=res, published=-0.1, **BASE)
+    assert c.magnitude == "no interval" and c.published == -0.1 and "no 95% interval" in c.magnitude_text

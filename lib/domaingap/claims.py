@@ -22,7 +22,7 @@ VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
 PAPERS = ("P1", "P2", "P3")
 KINDS = ("directional", "null", "untestable")
 # magnitude axis: does our CI contain the paper's number? ("no published number" when it gives none)
-MAGNITUDES = ("consistent", "differs", "no published number")
+MAGNITUDES = ("consistent", "differs", "no interval", "no published number")
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,14 @@ def _structured(result, published, mde, kind: str, unit: str) -> dict:
         if pc.ratio is not None:
             text += f", ratio {pc.ratio:.3g} [{pc.ratio_low:.3g}, {pc.ratio_high:.3g}]"
         out["magnitude_text"] = text
+    elif published is not None and (out.get("low") is None or out.get("high") is None):
+        # e.g. a signed-rank test with < 6 pairs has no 95% interval: the paper's number cannot be checked
+        if out.get("estimate") is None:
+            raise ValueError("a magnitude check needs the result the verdict rests on: pass result=")
+        out["published"], out["magnitude"] = float(published), "no interval"
+        out["magnitude_text"] = (f"ours {out['estimate']:.3g} (no {out.get('level') or 0.95:.0%} interval at n = "
+                                 f"{' vs '.join(map(str, out.get('n', ())))}) vs paper {float(published):.3g}")
     elif published is not None:
-        if out.get("low") is None or out.get("high") is None:
-            raise ValueError("a magnitude check needs the result's CI; pass a result with low/high")
         pub = float(published)
         if not math.isfinite(pub):
             raise ValueError(f"published must be a finite number, got {published!r}")
