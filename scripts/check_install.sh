@@ -10,18 +10,7 @@ trap 'rm -rf "$WORK"' EXIT
 PYTHON=${PYTHON:-python3}
 start=$(date +%s)
 if command -v uv >/dev/null 2>&1; then
-  uv_args=(--index-strategy unsafe-best-match)
-  # the wheel folders and indexes configured for pip (uv ignores pip's configuration), as setup_venv.sh
-  while IFS= read -r line; do
-    key=${line%%=*}; value=${line#*=}; value=${value//\'/}
-    for v in $value; do
-      case "$key" in
-        *find-links) uv_args+=(--find-links "$v") ;;
-        *extra-index-url) uv_args+=(--extra-index-url "$v") ;;
-        *index-url) uv_args+=(--index-url "$v") ;;
-      esac
-    done
-  done < <("$PYTHON" -m pip config list 2>/dev/null | sort -u)
+  source scripts/uv_args.sh  # uv_args: pip's wheel folders and indexes, for uv
   uv venv --quiet --python "$PYTHON" "$WORK/venv"
   VIRTUAL_ENV="$WORK/venv" uv pip install --quiet "${uv_args[@]}" -c requirements.txt "$REPO"
 else

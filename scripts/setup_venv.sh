@@ -12,18 +12,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 if command -v uv >/dev/null 2>&1; then
-  uv_args=(--index-strategy unsafe-best-match)
-  # e.g.  global.find-links='/opt/wheels'   global.extra-index-url='file:///a file:///b'
-  while IFS= read -r line; do
-    key=${line%%=*}; value=${line#*=}; value=${value//\'/}
-    for v in $value; do
-      case "$key" in
-        *find-links) uv_args+=(--find-links "$v") ;;
-        *extra-index-url) uv_args+=(--extra-index-url "$v") ;;
-        *index-url) uv_args+=(--index-url "$v") ;;
-      esac
-    done
-  done < <("$PYTHON" -m pip config list 2>/dev/null | sort -u)
+  source scripts/uv_args.sh  # uv_args: pip's wheel folders and indexes, for uv
   [ -x "$VENV/bin/python" ] || uv venv --quiet --seed --python "$PYTHON" "$VENV"
   VIRTUAL_ENV="$VENV" uv pip install --quiet "${uv_args[@]}" -r requirements.txt
   VIRTUAL_ENV="$VENV" uv pip install --quiet --no-deps -e .
