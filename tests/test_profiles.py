@@ -50,8 +50,10 @@ def test_get_returns_the_yaml_values_uncoerced():
     # validation only checks: ints stay ints where the model says float (run specs, and so cache keys, use them)
     tab1 = profiles.get("p2_tab1", "ci")
     assert tab1["pgd_eps_multipliers"] == [1, 2, 4] and all(type(m) is int for m in tab1["pgd_eps_multipliers"])
-    medical = profiles.get("p1_data", "default")["medical"]
-    assert medical[0] == ["breastmnist", None] and type(medical[3][1]) is list
+    fgsm = profiles.get("p1_fig3", "default")["attacks"]["fgsm"]  # the model says list[float]
+    assert fgsm == [1, 2, 4, 8] and all(type(e) is int for e in fgsm)
+    data = profiles.get("p1_data", "default")
+    assert data["medical_datasets"][0] == "breastmnist" and len(data["medical_datasets"]) == 7
     assert "width" not in profiles.get("p1_fig2", "paper")["models"]["resnet18"]  # no defaults filled in
 
 
