@@ -575,3 +575,17 @@ def test_signed_rank_interval_is_tukeys_walsh_interval_and_inverts_the_test():
     assert short.low is None and short.high is None and "no 95% interval" in short.notes[-1]
     assert S.ci_text(short).startswith("[no 95% interval at n = 5")
     assert S.ci_text(res, ".2f") == f"[{res.low:.2f}, {res.high:.2f}]"
+
+
+def test_fit_warnings_are_reported_in_words_without_the_warning_class_name():
+    # the book's pages show a fit's diagnostics; the browser check refuses raw "...Warning" debris on a page
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    from domaingap.stats._base import distinct_messages
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            warnings.warn("The MLE may be on the boundary", ConvergenceWarning)
+        warnings.warn("divide by zero", RuntimeWarning)
+    assert distinct_messages(caught) == ("convergence: The MLE may be on the boundary", "runtime: divide by zero")

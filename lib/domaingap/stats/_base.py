@@ -15,6 +15,7 @@ Conventions (all of ``domaingap.stats``):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -189,8 +190,13 @@ def check_margin(margin: float | tuple[float, float], centre: float, *, lower: f
 
 
 def distinct_messages(caught: list) -> tuple[str, ...]:
-    """The distinct texts of captured warnings, in order."""
-    return tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    """The distinct texts of captured warnings, in order, each led by its kind in words ("convergence: ..." for a
+    ``ConvergenceWarning``): they are reported diagnostics of a fit, and the book's pages show no raw warnings."""
+    def kind(category: type) -> str:
+        name = category.__name__.removesuffix("Warning") or category.__name__
+        return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()
+
+    return tuple(dict.fromkeys(f"{kind(w.category)}: {w.message}" for w in caught))
 
 
 def attempt(fn: Callable[[], StatResult], test: str, n: tuple[int, ...], unit: str) -> StatResult | NotComputable:
