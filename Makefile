@@ -15,12 +15,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml scripts/setup_venv.sh
 	bash scripts/setup_venv.sh $(VENV)
 	touch $@
 
-## book: compute every chapter's runs at $(PROFILE) as one graph (JOBS workers), run every notebook with papermill
-## (they only load, plot and record), then build the HTML book (strict).
-book: venv data-check sweeps
-	$(PY) -m domaingap.runner run --profile $(PROFILE) --out book/executed --jobs $(JOBS)
-	$(call BUILD_BOOK,book)
-	@echo "HTML book: $(CURDIR)/book/_build/html/index.html"
+## book: `domaingap book`: data check, every chapter's runs at $(PROFILE) as one graph (JOBS workers), every
+## notebook with papermill (they only load, plot and record), then the HTML book (strict).
+book: venv
+	$(VENV)/bin/domaingap book --profile $(PROFILE) --jobs $(JOBS) --executor $(EXECUTOR)
 
 BUILD_BOOK = $(VENV)/bin/jupyter-book build $(1) --config _config.yml --path-output $(1) -W -n --keep-going
 

@@ -195,3 +195,43 @@ def test_run_unknown_chapter_is_exit_status_2(capsys):
     assert cli.main(["run", "--chapter", "p4", "--list"]) == 2
     err = capsys.readouterr().err
     assert "'p4'" in err and "p1, p2, p3" in err
+
+
+# ----------------------------------------------------------------------------------------------- book
+
+def test_book_runs_data_check_runs_notebooks_and_html_in_order_with_the_profile(monkeypatch):
+    import subprocess
+
+    from domaingap import cli_data, runner
+    from domaingap.chapters import cli as chapters_cli
+
+    seen = []
+    monkeypatch.setattr(cli_data, "_check", lambda args: seen.append(("check", args.names)) or 0)
+    monkeypatch.setattr(chapters_cli, "main", lambda chapter=None, argv=None: seen.append(("runs", argv)) or 0)
+    monkeypatch.setattr(runner, "main", lambda argv=None: seen.append(("notebooks", argv)) or 0)
+    monkeypatch.setattr(subprocess, "run", lambda cmd, cwd=None: seen.append(("html", cmd[1:3] + cmd[-3:]))
+                        or subprocess.CompletedProcess(cmd, 0))
+    assert cli.main(["book", "--profile", "ci", "--jobs", "2"]) == 0
+    assert [s[0] for s in seen] == ["check", "runs", "notebooks", "html"]
+    assert seen[1][1] == ["--profile", "ci", "--executor", "process:2"]
+    assert seen[2][1][:3] == ["run", "--profile", "ci"] and seen[2][1][-2:] == ["--jobs", "2"]
+    assert seen[3][1] == ["build", str(paths.REPO_ROOT / "book"), "-W", "-n", "--keep-going"]
+
+
+def test_book_stops_at_the_first_failing_step_and_returns_its_status(monkeypatch, capsys):
+    from domaingap import cli_data, runner
+    from domaingap.chapters import cli as chapters_cli
+
+    monkeypatch.setattr(cli_data, "_check", lambda args: 0)
+    monkeypatch.setattr(chapters_cli, "main", lambda chapter=None, argv=None: 1)
+    monkeypatch.setattr(runner, "main", lambda argv=None: pytest.fail("notebooks ran after the runs failed"))
+    assert cli.main(["book", "--no-html"]) == 1
+    assert "the runs step failed (exit status 1)" in capsys.readouterr().err
+
+
+def test_book_outside_a_checkout_and_bad_jobs_are_exit_status_2(monkeypatch, capsys):
+    assert cli.main(["book", "--jobs", "0"]) == 2
+    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
+    monkeypatch.setattr(paths, "IN_CHECKOUT", False)
+    assert cli.main(["book"]) == 2
+    assert "clone the repository" in capsys.readouterr().err

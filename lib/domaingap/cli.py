@@ -3,6 +3,7 @@
     domaingap measure PATH [--size 28|64|224] [--gray] [--task a,b] [--device auto|cpu|cuda] [--out DIR] [--n N]
     domaingap data list | check [NAME ...] | fetch NAME ... [--release PX]
     domaingap run [--profile ci|default|paper] [--chapter p1[,p2,p3]] [--only SWEEPS] [--executor E] [--list]
+    domaingap book [--profile ci|default|paper] [--jobs N] [--executor E] [--no-html]
 
 ``measure``: P1's intrinsic dataset properties (d_data by MLE and TwoNN, exact label sharpness K_F, duplicates) of
 an ImageFolder directory, a MedMNIST-layout ``.npz`` or a registered dataset, beside the book's datasets at the same
@@ -10,7 +11,8 @@ format and n; writes ``DIR/report.md`` with figures (:mod:`domaingap.measure`).
 
 ``data``: the dataset registry: list it, check the files and their checksums, fetch from the publishers
 (:mod:`domaingap.cli_data`). ``run``: compute the chapters' sweeps into the artefact store, the same command as
-``python -m domaingap.chapters`` (:mod:`domaingap.chapters.cli`, which it calls).
+``python -m domaingap.chapters`` (:mod:`domaingap.chapters.cli`, which it calls). ``book``: data check, runs,
+notebooks and the strict HTML build, as ``make book`` (:mod:`domaingap.cli_book`; needs a checkout).
 
 Each subcommand is one entry of :data:`COMMANDS`: a function adding its arguments to a sub-parser and a function
 running it that returns the exit status. Library code raises; this module alone turns errors into exit codes:
@@ -157,9 +159,23 @@ def _run_run(args: argparse.Namespace) -> int:
         return stop.code if isinstance(stop.code, int) else EXIT_USAGE
 
 
+# ----------------------------------------------------------------------------------------------- book
+
+def _add_book(p: argparse.ArgumentParser) -> None:
+    from .cli_book import add_book
+
+    add_book(p)
+
+
+def _run_book(args: argparse.Namespace) -> int:
+    from .cli_book import run_book
+
+    return run_book(args)
+
+
 # ----------------------------------------------------------------------------------------------- the program
 
-# name -> (help, add arguments, run); a new command (e.g. `book`) is one more entry
+# name -> (help, add arguments, run); a new command is one more entry
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "measure": ("P1's intrinsic properties (d_data, K_F, duplicates) of your labelled images, beside the book's "
                 "datasets", _add_measure, _run_measure),
@@ -167,6 +183,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
              _add_data, _run_data),
     "run": ("compute the chapters' sweeps at a profile into the artefact store (python -m domaingap.chapters)",
             _add_run, _run_run),
+    "book": ("the whole book at a profile: data check, every chapter's runs, the notebooks, the HTML (make book)",
+             _add_book, _run_book),
 }
 
 
