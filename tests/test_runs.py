@@ -241,3 +241,18 @@ def test_a_module_cache_filled_at_run_time_does_not_change_keys(tmp_path, monkey
     assert before["const:cachemod.SIZES"] == "[1,2]"
     cachemod.SIZES = (1, 3)
     assert code.closure([cachemod.f])["const:cachemod.SIZES"] == "[1,3]"
+
+
+def test_each_entry_records_how_long_it_computed_and_the_cli_sums_it(store):
+    from domaingap.chapters.cli import compute_time
+
+    slow, quick = runs.compute([run_kinds.square({"i": 7, "sleep": 0.3}), run_kinds.square({"i": 8})],
+                               store=store, progress=False)
+    assert 0.3 <= slow.record["computed"]["seconds"] < 5 and quick.record["computed"]["seconds"] < 0.3
+    again = store.lookup(slow.kind, slow.key)  # the time is stored with the entry, not measured on load
+    assert again.record["computed"] == slow.record["computed"]
+    total = (slow.record["computed"]["seconds"] + quick.record["computed"]["seconds"]) / 60
+    assert compute_time([slow, quick]) == f", {total:.1f} min computing"
+    old = runs.Entry(slow.kind, slow.key, slow.path, slow.result, {k: v for k, v in slow.record.items()
+                                                                     if k != "computed"})
+    assert compute_time([old, quick]).endswith("(1 without a recorded time)") and compute_time([old]) == ""

@@ -42,6 +42,16 @@ def select(chapters: Sequence[str], profile: str, only: Sequence[str] = ()) -> l
     return list(chosen.values())
 
 
+def compute_time(entries: list) -> str:
+    """", 12.3 min computing" for the cached entries that recorded their compute time (one thread each, so the
+    minutes of one core), and how many did not (entries written before the store recorded it)."""
+    seconds = [e.record["computed"]["seconds"] for e in entries if "computed" in e.record]
+    if not seconds:
+        return ""
+    missing = len(entries) - len(seconds)
+    return f", {sum(seconds) / 60:.1f} min computing" + (f" ({missing} without a recorded time)" if missing else "")
+
+
 def main(chapter: str | None = None, argv: list[str] | None = None) -> int:
     prog = f"python -m domaingap.chapters{'.' + chapter if chapter else ''}"
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
@@ -64,8 +74,8 @@ def main(chapter: str | None = None, argv: list[str] | None = None) -> int:
         store = runs.Store()
         for name in names:
             for sweep, items in sweeps(name, args.profile).items():
-                done = sum(store.lookup(r.kind.name, r.key) is not None for r in items)
-                print(f"{name} {sweep}: {len(items)} runs, {done} cached")
+                entries = [e for e in (store.lookup(r.kind.name, r.key) for r in items) if e is not None]
+                print(f"{name} {sweep}: {len(items)} runs, {len(entries)} cached{compute_time(entries)}")
         return 0
     try:
         runs.compute(wanted, executor=args.executor, desc=f"{'+'.join(names)} at {args.profile}")

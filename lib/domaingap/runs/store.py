@@ -203,13 +203,18 @@ class Store:
             tmp = self.root / kind / ".tmp" / f"{key}.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
             tmp.mkdir(parents=True)
             try:
+                started = time.perf_counter()
                 result = run(tmp)
+                seconds = time.perf_counter() - started
                 if not isinstance(result, dict):
                     raise TypeError(f"run {kind!r} returned a {type(result).__name__}; a run returns a dict")
                 for reserved in (RECORD, RESULT, MANIFEST):
                     if (tmp / reserved).exists():
                         raise ValueError(f"run {kind!r} wrote {reserved}, a name the store reserves")
-                _write_json(tmp / RECORD, {**record, "key": key, "kind": kind})
+                # how long the computation took where (for run-time accounting; not part of the key or the result)
+                computed = {"seconds": round(seconds, 3), "host": HOST,
+                            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                _write_json(tmp / RECORD, {**record, "key": key, "kind": kind, "computed": computed})
                 _write_json(tmp / RESULT, result)
                 files = {p.relative_to(tmp).as_posix(): {"size": p.stat().st_size, "sha256": _sha256_file(p)}
                          for p in sorted(tmp.rglob("*")) if p.is_file()}
