@@ -86,3 +86,22 @@ def test_a_published_number_without_our_interval_is_no_interval_not_a_crash():
     res = stats.signed_rank([0.1, 0.3, -0.2, 0.4])  # 4 pairs: no 95% interval exists
     c = claims.record("P3", "few", verdict="inconclusive", result=res, published=-0.1, **BASE)
     assert c.magnitude == "no interval" and c.published == -0.1 and "no 95% interval" in c.magnitude_text
+
+
+def test_each_record_carries_its_rules_calibration_at_its_n_and_flags_a_rule_that_cannot_reject():
+    from domaingap.stats.calibration import for_claim
+
+    # Mann-Whitney at 3 vs 2 datasets: its smallest two-sided p is 0.2 > alpha, so it never rejects
+    small = claims.record("P1", "small", verdict="inconclusive", result=stats.mann_whitney([1.0, 2, 3], [4.0, 5]),
+                          **BASE)
+    assert small.flag == "cannot reject at this n" and "power 0.000" in small.calibration
+    # at 7 vs 7 it is calibrated (type-I error within alpha's Monte-Carlo error) and can reject
+    a, b = list(np.linspace(0, 1, 7)), list(np.linspace(0.5, 1.5, 7))
+    big = claims.record("P1", "big", verdict="inconclusive", result=stats.mann_whitney(a, b), **BASE)
+    cal = for_claim("Mann-Whitney U (exact)", (7, 7), alpha=0.05)
+    assert big.flag == "" and cal.type_i_low <= 0.05 and cal.power > 0.5
+    # a test without a simulated rule says so instead of pretending
+    assert for_claim("OLS t (df = 2)", (5,)).startswith("not calibrated: no simulated rule for 'OLS t (df = 2)'")
+    (back_big, back_small) = claims.load("ci", "P1")
+    assert back_small.flag == "cannot reject at this n" and back_big.calibration == big.calibration
+    assert "rule flag" in claims.html_table(claims.table("ci", "P1"))

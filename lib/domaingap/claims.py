@@ -56,6 +56,10 @@ class Claim:
     published_on: str = ""  # the estimand the magnitude check is on when it is not the verdict's own
     magnitude: str = "no published number"  # one of MAGNITUDES
     magnitude_text: str = ""  # e.g. "ours / P1 = 0.55 [0.31, 0.98]"
+    # the verdict rule's simulated type-I error and power at this n (stats.calibration.for_claim), and its flag:
+    # "type-I error above alpha" | "cannot reject at this n" | "" (calibrated, nothing to flag) | "not calibrated"
+    calibration: str = ""
+    flag: str = ""
 
 
 def verdict(estimate: float, p: float, *, expected_sign: int = 1, alpha: float | None = None) -> str:
@@ -96,6 +100,8 @@ def _structured(result, published, mde, kind: str, unit: str) -> dict:
                        unit=unit or result.unit)
             if getattr(result, "margin", None) is not None:
                 out["margin"] = (float(result.margin[0]), float(result.margin[1]))
+    if out.get("test") and out.get("n"):
+        out.update(_calibration(out["test"], out["n"], out.get("margin")))
     if kind == "null" and out.get("margin") is None:
         raise ValueError("a null claim must be decided by an equivalence test: pass its result (with a margin)")
     if mde is not None:
@@ -132,6 +138,21 @@ def _structured(result, published, mde, kind: str, unit: str) -> dict:
             text += f", ratio {est / pub:.3g} [{r_lo:.3g}, {r_hi:.3g}]"
         out["magnitude_text"] = text
     return out
+
+
+def _calibration(test: str, n: tuple[int, ...], margin) -> dict:
+    """``calibration`` and ``flag`` of a record: its rule simulated at its n (imported late: stats imports this
+    module)."""
+    from . import plan
+    from .stats.calibration import for_claim
+
+    cal = for_claim(test, tuple(int(v) for v in n), None if margin is None else tuple(margin), alpha=plan.alpha())
+    if isinstance(cal, str):
+        return {"calibration": cal, "flag": "not calibrated"}
+    text = (f"{cal.rule}: type-I error {cal.type_i:.3f} [{cal.type_i_low:.3f}, {cal.type_i_high:.3f}], power "
+            f"{cal.power:.3f} at {cal.effect_name} = {cal.effect:g} (n = {' vs '.join(map(str, cal.n))}, "
+            f"{cal.n_sim} simulations each, alpha = {cal.alpha:g})")
+    return {"calibration": text, "flag": cal.flag}
 
 
 def record(paper: str, claim_id: str, *, claim: str, paper_value: str, ours: str, statistic: str, verdict: str,
@@ -190,7 +211,7 @@ def table(profile: str, paper: str | None = None):
     rows = [asdict(c) for c in load(profile, paper)]
     cols = ["paper", "claim_id", "claim", "paper_value", "ours", "statistic", "verdict", "notebook", "differences",
             "kind", "test", "estimand", "estimate", "low", "high", "level", "p", "n", "unit", "margin", "mde",
-            "published", "published_on", "magnitude", "magnitude_text"]
+            "published", "published_on", "magnitude", "magnitude_text", "calibration", "flag"]
     return pd.DataFrame(rows, columns=list(Claim.__dataclass_fields__))[cols] if rows else pd.DataFrame(columns=cols)
 
 
@@ -226,7 +247,7 @@ def html_table(table) -> str:
     if not len(table):
         return "<p><em>No claims have been recorded at this profile yet.</em></p>"
     holm = "verdict_holm" in table.columns
-    head = ["paper", "claim", "verdict"] + (["after Holm"] if holm else []) + ["magnitude", "notebook"]
+    head = ["paper", "claim", "verdict"] + (["after Holm"] if holm else []) + ["magnitude", "rule flag", "notebook"]
     out = ['<table class="claims-table">', "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>",
            "<tbody>"]
     for _, r in table.iterrows():
@@ -234,13 +255,16 @@ def html_table(table) -> str:
         details = "".join(f"<p><b>{label}:</b> {e(str(r[col]))}</p>" for label, col in (
             ("ours", "ours"), ("statistic", "statistic"), ("paper reports", "paper_value"),
             ("magnitude vs the paper", "magnitude_text"), ("minimum detectable effect", "mde"),
+            ("calibration of the rule at this n", "calibration"),
             ("protocol differences", "differences")) if col in r and str(r[col] or "").strip())
         cells = [e(r["paper"]), f"{e(r['claim'])}<details><summary>details</summary>{details}</details>",
                  f"<b>{e(r['verdict'])}</b>"]
         if holm:
             cells.append(e(str(r["verdict_holm"])))
         name = r["notebook"].split("/")[-1]
-        cells += [e(str(r.get("magnitude", ""))), f'<a href="../{e(r["notebook"])}.html">{e(name)}</a>']
+        flag = r.get("flag", "")
+        cells += [e(str(r.get("magnitude", ""))), e(str(flag)) if isinstance(flag, str) and flag else "",
+                  f'<a href="../{e(r["notebook"])}.html">{e(name)}</a>']
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy as np
 from ._base import check_alpha, check_count
 from .classifier import wilson_interval
 
-__all__ = ["Calibration", "RULES", "calibrate", "calibration_table"]
+__all__ = ["Calibration", "RULES", "calibrate", "calibration_table", "for_claim"]
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,51 @@ def _one_sample_rule(test: str, n: int, d: float, alpha: float, n_sim: int, seed
                      effect_name="Cohen's d_z", alpha=alpha, n_sim=n_sim, seed=seed)
 
 
+def _sign_flip_rule(n: int, d: float, alpha: float, n_sim: int, seed: int) -> Calibration:
+    from .paired import sign_flip_test
+
+    return calibrate("sign-flip permutation of the mean, two-sided (a within-dataset effect over datasets)",
+                     lambda x: sign_flip_test(x).p < alpha, lambda r: (r.normal(0, 1, n),),
+                     lambda r: (r.normal(d, 1, n),), n=(n,), effect=d, effect_name="Cohen's d_z", alpha=alpha,
+                     n_sim=n_sim, seed=seed)
+
+
 RULES: dict[str, Callable[..., Calibration]] = {
     "mwu": _mwu_rule, "tost_auc": _tost_auc_rule, "pearson": _pearson_rule,
     "one_sample_t": lambda n, d, alpha, n_sim, seed: _one_sample_rule("t", n, d, alpha, n_sim, seed),
     "wilcoxon": lambda n, d, alpha, n_sim, seed: _one_sample_rule("w", n, d, alpha, n_sim, seed),
+    "sign_flip": _sign_flip_rule,
 }
+
+# the alternatives every rule is calibrated against (as in the methods appendix's table): large effects
+ALTERNATIVE_D, ALTERNATIVE_RHO = 1.5, 0.7
+
+
+@lru_cache(maxsize=None)
+def for_claim(test: str, n: tuple[int, ...], margin: tuple[float, float] | None = None, *, alpha: float = 0.05,
+              n_sim: int = 1000, seed: int = 0) -> Calibration | str:
+    """The calibration of the rule a claim's verdict rests on, at the claim's own ``n``: ``test`` is the
+    record's test name (:attr:`StatResult.test`), matched by its leading words to a rule of :data:`RULES`
+    (Mann-Whitney, Brunner-Munzel TOST, Pearson, paired/one-sample t, Wilcoxon signed-rank, sign-flip), against
+    the alternatives of the methods appendix (Cohen's d = 1.5, r = 0.7). Returns the reason instead when the test
+    has no simulated rule here (then its minimum detectable effect is what the record says of its power)."""
+    low = test.lower()
+    try:
+        if low.startswith("mann-whitney") and len(n) == 2:
+            return _mwu_rule(n[0], n[1], ALTERNATIVE_D, alpha, n_sim, seed)
+        if low.startswith("brunner-munzel tost") and len(n) == 2 and margin is not None:
+            return _tost_auc_rule(n[0], n[1], tuple(margin), alpha, n_sim, seed)
+        if len(n) == 1 and low.startswith("pearson"):
+            return _pearson_rule(n[0], ALTERNATIVE_RHO, alpha, n_sim, seed)
+        if len(n) == 1 and (low.startswith("paired t") or low.startswith("one-sample t")):
+            return _one_sample_rule("t", n[0], ALTERNATIVE_D, alpha, n_sim, seed)
+        if len(n) == 1 and low.startswith("wilcoxon signed-rank"):
+            return _one_sample_rule("w", n[0], ALTERNATIVE_D, alpha, n_sim, seed)
+        if len(n) == 1 and low.startswith("sign-flip permutation"):
+            return _sign_flip_rule(n[0], ALTERNATIVE_D, alpha, n_sim, seed)
+    except ValueError as err:  # e.g. too few units for the test at all
+        return f"not calibrated: {err}"
+    return f"not calibrated: no simulated rule for {test.split(';')[0]!r} at n = {' vs '.join(map(str, n)) or '?'}"
 
 
 def calibration_table(n_medical: int, n_natural: int, *, margin: tuple[float, float], alpha: float = 0.05,
