@@ -102,6 +102,7 @@ def test_each_record_carries_its_rules_calibration_at_its_n_and_flags_a_rule_tha
     assert big.flag == "" and cal.type_i_low <= 0.05 and cal.power > 0.5
     # a test without a simulated rule says so instead of pretending
     assert for_claim("OLS t (df = 2)", (5,)).startswith("not calibrated: no simulated rule for 'OLS t (df = 2)'")
+    assert for_claim("paired t TOST", (2,)).startswith("not calibrated")  # an equivalence test is not its t-test
     (back_big, back_small) = claims.load("ci", "P1")
     assert back_small.flag == "cannot reject at this n" and back_big.calibration == big.calibration
     assert "rule flag" in claims.html_table(claims.table("ci", "P1"))

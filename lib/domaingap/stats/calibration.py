@@ -156,6 +156,8 @@ def for_claim(test: str, n: tuple[int, ...], margin: tuple[float, float] | None 
     the alternatives of the methods appendix (Cohen's d = 1.5, r = 0.7). Returns the reason instead when the test
     has no simulated rule here (then its minimum detectable effect is what the record says of its power)."""
     low = test.lower()
+    if "tost" in low and not low.startswith("brunner-munzel tost"):  # other equivalence tests: no simulated rule
+        return f"not calibrated: no simulated rule for {test.split(';')[0]!r} at n = {' vs '.join(map(str, n)) or '?'}"
     try:
         if low.startswith("mann-whitney") and len(n) == 2:
             return _mwu_rule(n[0], n[1], ALTERNATIVE_D, alpha, n_sim, seed)
