@@ -19,6 +19,7 @@ else
 fi
 cd "$WORK"
 export XDG_CACHE_HOME="$WORK/cache"  # an installed package's default data/artefact folders: kept inside $WORK
+unset DOMAINGAP_ARTEFACTS DOMAINGAP_CACHE  # a fresh user's defaults (only the data folder, the mirror, is kept)
 "$WORK/venv/bin/python" -c "import domaingap, domaingap.kernels, domaingap.measure; print('imported', domaingap.__file__)"
 case "$("$WORK/venv/bin/python" -c 'import domaingap; print(domaingap.__file__)')" in
   "$REPO"/*) echo "FAIL: the installed package resolves to the checkout, not the install"; exit 1 ;;
