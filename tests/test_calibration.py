@@ -29,3 +29,20 @@ def test_auc_tost_at_7_vs_4_datasets_can_never_declare_equivalence():
     c = calibration.RULES["tost_auc"](7, 4, (0.25, 0.75), 0.05, 100, 0)
     assert c.type_i <= 0.05 and c.power < 0.05 and c.flag == "cannot reject at this n"
     assert calibration._auc_to_d(0.5) == pytest.approx(0.0)
+
+
+def test_ols_coefficient_t_holds_its_level_and_gains_power_with_degrees_of_freedom():
+    # normal errors: the t of one coefficient is exact, whatever the other predictors
+    small = calibration.RULES["ols"](5, 2, 0.7, 0.05, 400, 0)  # n = 5, two predictors
+    large = calibration.RULES["ols"](40, 37, 0.7, 0.05, 400, 0)
+    assert small.type_i_low <= 0.05 and large.type_i_low <= 0.05
+    assert small.power < 0.4 < 0.95 < large.power
+    with pytest.raises(ValueError, match="no predictor"):
+        calibration.RULES["ols"](5, 4, 0.7, 0.05, 100, 0)
+
+
+def test_spearman_tost_is_at_or_below_its_level_on_the_margin_and_finds_no_association_at_large_n():
+    c = calibration.RULES["tost_spearman"](200, (-0.3, 0.3), 0.05, 300, 0)
+    assert c.type_i_low <= 0.05 and c.power > 0.9
+    assert calibration.for_claim("Fisher z TOST (Spearman rho)", (200,), (-0.3, 0.3), n_sim=300) == c
+    assert isinstance(calibration.for_claim("OLS t (df = 8)", (11,), n_sim=100), stats.Calibration)

@@ -101,7 +101,8 @@ def test_each_record_carries_its_rules_calibration_at_its_n_and_flags_a_rule_tha
     cal = for_claim("Mann-Whitney U (exact)", (7, 7), alpha=0.05)
     assert big.flag == "" and cal.type_i_low <= 0.05 and cal.power > 0.5
     # a test without a simulated rule says so instead of pretending
-    assert for_claim("OLS t (df = 2)", (5,)).startswith("not calibrated: no simulated rule for 'OLS t (df = 2)'")
+    assert for_claim("MixedLM Wald z (72 task points)", (7,)).startswith(
+        "not calibrated: no simulated rule for 'MixedLM Wald z (72 task points)'")
     assert for_claim("paired t TOST", (2,)).startswith("not calibrated")  # an equivalence test is not its t-test
     (back_big, back_small) = claims.load("ci", "P1")
     assert back_small.flag == "cannot reject at this n" and back_big.calibration == big.calibration

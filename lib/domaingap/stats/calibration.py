@@ -14,6 +14,7 @@ the alternative is a shift of ``effect`` standard deviations (Cohen's d) or a co
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -127,6 +128,47 @@ def _one_sample_rule(test: str, n: int, d: float, alpha: float, n_sim: int, seed
                      effect_name="Cohen's d_z", alpha=alpha, n_sim=n_sim, seed=seed)
 
 
+def _tost_spearman_rule(n: int, margin: tuple[float, float], alpha: float, n_sim: int, seed: int) -> Calibration:
+    """Fisher-z TOST of a Spearman correlation (a null claim: "no association beyond the margin"): rejection
+    under a true rho on the margin's upper edge (type-I error) and under rho = 0 (power). Gaussian copula draws
+    with Pearson correlation ``2 sin(pi rho_s / 6)``, which gives Spearman's rho_s."""
+    from .equivalence import tost_correlation
+
+    def draw(rho_s, rng):
+        r = 2 * math.sin(math.pi * rho_s / 6)
+        x = rng.normal(0, 1, n)
+        return x, r * x + math.sqrt(1 - r ** 2) * rng.normal(0, 1, n)
+
+    def decide(x, y):
+        return tost_correlation(x, y, margin, method="spearman", alpha=alpha).equivalent
+
+    return calibrate(f"Fisher z TOST on Spearman rho, margin {tuple(margin)} (a null claim)", decide,
+                     lambda r: draw(margin[1], r), lambda r: draw(0.0, r), n=(n,), effect=0.0,
+                     effect_name="rho (true, under the alternative)", alpha=alpha, n_sim=n_sim, seed=seed)
+
+
+def _ols_rule(n: int, df: int, partial_r: float, alpha: float, n_sim: int, seed: int) -> Calibration:
+    """The t-test of one OLS coefficient with ``df`` residual degrees of freedom on ``n`` units (so ``n - df - 1``
+    predictors besides the intercept, drawn independent normal), under no effect and under a partial
+    correlation ``partial_r`` of the outcome with the tested predictor."""
+    import statsmodels.api as sm
+
+    k = n - df - 1
+    if k < 1:
+        raise ValueError(f"an OLS t-test with df = {df} on n = {n} units has no predictor to test")
+
+    def draw(r_, rng):
+        x = rng.normal(0, 1, (n, k))
+        return x, r_ * x[:, 0] + math.sqrt(1 - r_ ** 2) * rng.normal(0, 1, n)
+
+    def decide(x, y):
+        return sm.OLS(y, sm.add_constant(x)).fit().pvalues[1] < alpha
+
+    return calibrate(f"OLS t of one coefficient, two-sided ({k} predictors, df = {df})", decide,
+                     lambda r: draw(0.0, r), lambda r: draw(partial_r, r), n=(n,), effect=partial_r,
+                     effect_name="partial r", alpha=alpha, n_sim=n_sim, seed=seed)
+
+
 def _sign_flip_rule(n: int, d: float, alpha: float, n_sim: int, seed: int) -> Calibration:
     from .paired import sign_flip_test
 
@@ -140,7 +182,7 @@ RULES: dict[str, Callable[..., Calibration]] = {
     "mwu": _mwu_rule, "tost_auc": _tost_auc_rule, "pearson": _pearson_rule,
     "one_sample_t": lambda n, d, alpha, n_sim, seed: _one_sample_rule("t", n, d, alpha, n_sim, seed),
     "wilcoxon": lambda n, d, alpha, n_sim, seed: _one_sample_rule("w", n, d, alpha, n_sim, seed),
-    "sign_flip": _sign_flip_rule,
+    "sign_flip": _sign_flip_rule, "tost_spearman": _tost_spearman_rule, "ols": _ols_rule,
 }
 
 # the alternatives every rule is calibrated against (as in the methods appendix's table): large effects
@@ -156,9 +198,15 @@ def for_claim(test: str, n: tuple[int, ...], margin: tuple[float, float] | None 
     the alternatives of the methods appendix (Cohen's d = 1.5, r = 0.7). Returns the reason instead when the test
     has no simulated rule here (then its minimum detectable effect is what the record says of its power)."""
     low = test.lower()
-    if "tost" in low and not low.startswith("brunner-munzel tost"):  # other equivalence tests: no simulated rule
+    calibrated_tost = ("brunner-munzel tost", "fisher z tost (spearman")
+    if "tost" in low and not low.startswith(calibrated_tost):  # e.g. a paired t TOST: its power needs the unknown sd
         return f"not calibrated: no simulated rule for {test.split(';')[0]!r} at n = {' vs '.join(map(str, n)) or '?'}"
     try:
+        if low.startswith("fisher z tost (spearman") and len(n) == 1 and margin is not None:
+            return _tost_spearman_rule(n[0], tuple(margin), alpha, n_sim, seed)
+        ols = re.match(r"ols t \(df = (\d+)\)", low)
+        if ols and len(n) == 1:
+            return _ols_rule(n[0], int(ols.group(1)), ALTERNATIVE_RHO, alpha, n_sim, seed)
         if low.startswith("mann-whitney") and len(n) == 2:
             return _mwu_rule(n[0], n[1], ALTERNATIVE_D, alpha, n_sim, seed)
         if low.startswith("brunner-munzel tost") and len(n) == 2 and margin is not None:
