@@ -194,13 +194,16 @@ def for_claim(test: str, n: tuple[int, ...], margin: tuple[float, float] | None 
               n_sim: int = 1000, seed: int = 0) -> Calibration | str:
     """The calibration of the rule a claim's verdict rests on, at the claim's own ``n``: ``test`` is the
     record's test name (:attr:`StatResult.test`), matched by its leading words to a rule of :data:`RULES`
-    (Mann-Whitney, Brunner-Munzel TOST, Pearson, paired/one-sample t, Wilcoxon signed-rank, sign-flip), against
-    the alternatives of the methods appendix (Cohen's d = 1.5, r = 0.7). Returns the reason instead when the test
-    has no simulated rule here (then its minimum detectable effect is what the record says of its power)."""
+    (Mann-Whitney, Brunner-Munzel TOST, Fisher-z TOST of Spearman's rho, Pearson, paired/one-sample t, Wilcoxon
+    signed-rank, sign-flip, the t of one OLS coefficient at its df), against the alternatives of the methods
+    appendix (:data:`ALTERNATIVE_D`, :data:`ALTERNATIVE_RHO`; rho = 0 for an equivalence claim). Returns the
+    reason instead when the test has no simulated rule here (then its minimum detectable effect is what the
+    record says of its power)."""
     low = test.lower()
+    no_rule = f"not calibrated: no simulated rule for {test.split(';')[0]!r} at n = {' vs '.join(map(str, n)) or '?'}"
     calibrated_tost = ("brunner-munzel tost", "fisher z tost (spearman")
     if "tost" in low and not low.startswith(calibrated_tost):  # e.g. a paired t TOST: its power needs the unknown sd
-        return f"not calibrated: no simulated rule for {test.split(';')[0]!r} at n = {' vs '.join(map(str, n)) or '?'}"
+        return no_rule
     try:
         if low.startswith("fisher z tost (spearman") and len(n) == 1 and margin is not None:
             return _tost_spearman_rule(n[0], tuple(margin), alpha, n_sim, seed)
@@ -221,11 +224,11 @@ def for_claim(test: str, n: tuple[int, ...], margin: tuple[float, float] | None 
             return _sign_flip_rule(n[0], ALTERNATIVE_D, alpha, n_sim, seed)
     except ValueError as err:  # e.g. too few units for the test at all
         return f"not calibrated: {err}"
-    return f"not calibrated: no simulated rule for {test.split(';')[0]!r} at n = {' vs '.join(map(str, n)) or '?'}"
+    return no_rule
 
 
 def calibration_table(n_medical: int, n_natural: int, *, margin: tuple[float, float], alpha: float = 0.05,
-                      n_sim: int = 2000, seed: int = 0, d: float = 1.5, rho: float = 0.7):
+                      n_sim: int = 2000, seed: int = 0, d: float = ALTERNATIVE_D, rho: float = ALTERNATIVE_RHO):
     """The calibration of every rule of :data:`RULES` at ``n_medical`` vs ``n_natural`` datasets (and their
     total for the one-sample and correlation rules), as a DataFrame with a ``flag`` column."""
     import pandas as pd
