@@ -46,3 +46,42 @@ def test_spearman_tost_is_at_or_below_its_level_on_the_margin_and_finds_no_assoc
     assert c.type_i_low <= 0.05 and c.power > 0.9
     assert calibration.for_claim("Fisher z TOST (Spearman rho)", (200,), (-0.3, 0.3), n_sim=300) == c
     assert isinstance(calibration.for_claim("OLS t (df = 8)", (11,), n_sim=100), stats.Calibration)
+
+
+def test_mixedlm_wald_z_with_few_groups_is_liberal_and_with_many_is_not():
+    # the Wald z's normal reference ignores that a between-group effect rests on few groups: liberal at 4
+    few = calibration.RULES["mixed"](4, 40, 0.7, 0.05, 300, 0)
+    many = calibration.RULES["mixed"](40, 400, 0.7, 0.05, 300, 0)
+    assert few.type_i > many.type_i and few.type_i > 0.06
+    assert many.type_i_low <= 0.05 and many.power > 0.95
+    with pytest.raises(ValueError, match=">= 3 groups"):
+        calibration.RULES["mixed"](2, 20, 0.7, 0.05, 50, 0)
+    c = calibration.for_claim("MixedLM Wald z (40 task points)", (4,), n_sim=300)
+    assert c == few
+
+
+def test_page_trend_holds_its_level_and_detects_a_fall_over_layers():
+    c = calibration.RULES["page"](10, 5, 1.5, 0.05, 300, 0)
+    assert c.type_i_low <= 0.05 and c.power > 0.9 and c.n == (10,)
+    assert "5 ordered" in calibration.for_claim("Page's trend test (asymptotic, k = 5)", (10,), n_sim=300).rule
+    r = stats.page_trend([[3, 2, 1], [3, 1, 0], [5, 4, 2]], n_resamples=200)
+    assert r.estimate == pytest.approx(-1.0) and r.test.endswith("k = 3)") and r.extra["p_decreasing"] < 0.05
+    with pytest.raises(ValueError, match="k >= 3"):
+        stats.page_trend([[1, 2], [2, 3]])
+
+
+def test_item_rules_mcnemar_and_chance_permutation_hold_their_level():
+    mc = calibration.RULES["mcnemar"](300, 0.1, 0.05, 400, 0)
+    assert mc.type_i_low <= 0.05 and mc.power > 0.8
+    ch = calibration.RULES["chance"](200, 3, 0.15, 0.05, 100, 0)
+    assert ch.type_i_low <= 0.05 and ch.power > 0.8
+    assert calibration.for_claim("McNemar (exact); deciding pair", (300,), n_sim=400) == mc
+
+
+def test_paired_tost_needs_the_sd_and_cannot_reject_with_two_units():
+    msg = calibration.for_claim("paired t TOST", (2,), (-1.0, 0.05))
+    assert isinstance(msg, str) and "sd of the differences" in msg
+    two = calibration.for_claim("paired t TOST", (2,), (-1.0, 0.05), scale=0.2, n_sim=300)
+    assert two.flag == "cannot reject at this n"  # df = 1: the 90% interval is +/- 6.3 sd / sqrt(2) > 0.05
+    many = calibration.RULES["tost_paired"](30, (-0.2, 0.2), 0.1, 0.05, 300, 0)
+    assert many.type_i_low <= 0.05 and many.power > 0.9

@@ -101,9 +101,13 @@ def test_each_record_carries_its_rules_calibration_at_its_n_and_flags_a_rule_tha
     cal = for_claim("Mann-Whitney U (exact)", (7, 7), alpha=0.05)
     assert big.flag == "" and cal.type_i_low <= 0.05 and cal.power > 0.5
     # a test without a simulated rule says so instead of pretending
-    assert for_claim("MixedLM Wald z (72 task points)", (7,)).startswith(
-        "not calibrated: no simulated rule for 'MixedLM Wald z (72 task points)'")
+    assert for_claim("Kruskal-Wallis H", (7,)).startswith("not calibrated: no simulated rule for 'Kruskal-Wallis H'")
     assert for_claim("paired t TOST", (2,)).startswith("not calibrated")  # an equivalence test is not its t-test
     (back_big, back_small) = claims.load("ci", "P1")
     assert back_small.flag == "cannot reject at this n" and back_big.calibration == big.calibration
     assert "rule flag" in claims.html_table(claims.table("ci", "P1"))
+    # a paired TOST record carries the sd its calibration needs, read back from its 90% t interval
+    tost = claims.record("P3", "tost", verdict="inconclusive", kind="null",
+                         result=stats.tost_paired([0.5, -0.4, 0.3, -0.6], margin=(-1.0, 0.05)), **BASE)
+    sd = f"sd {np.std([0.5, -0.4, 0.3, -0.6], ddof=1):.3g} plugged in"
+    assert sd in tost.calibration and tost.flag == "cannot reject at this n"

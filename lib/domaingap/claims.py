@@ -101,7 +101,7 @@ def _structured(result, published, mde, kind: str, unit: str) -> dict:
             if getattr(result, "margin", None) is not None:
                 out["margin"] = (float(result.margin[0]), float(result.margin[1]))
     if out.get("test") and out.get("n"):
-        out.update(_calibration(out["test"], out["n"], out.get("margin")))
+        out.update(_calibration(out["test"], out["n"], out.get("margin"), _sd_of_mean_ci(out)))
     if kind == "null" and out.get("margin") is None:
         raise ValueError("a null claim must be decided by an equivalence test: pass its result (with a margin)")
     if mde is not None:
@@ -140,13 +140,26 @@ def _structured(result, published, mde, kind: str, unit: str) -> dict:
     return out
 
 
-def _calibration(test: str, n: tuple[int, ...], margin) -> dict:
+def _sd_of_mean_ci(out: dict) -> float | None:
+    """The sd of the units behind a t interval of a mean (``high - low = 2 t sd / sqrt(n)`` at the record's
+    level), for the rules whose rates depend on it (a paired t TOST); None where there is no such interval."""
+    n, lo, hi, level = out.get("n") or (), out.get("low"), out.get("high"), out.get("level")
+    if len(n) != 1 or n[0] < 2 or lo is None or hi is None or not level:
+        return None
+    from scipy.stats import t
+
+    return float((hi - lo) / 2 * math.sqrt(n[0]) / t.ppf(0.5 + level / 2, n[0] - 1))
+
+
+def _calibration(test: str, n: tuple[int, ...], margin, scale: float | None = None) -> dict:
     """``calibration`` and ``flag`` of a record: its rule simulated at its n (imported late: stats imports this
-    module)."""
+    module); ``scale``: the units' sd, used only by rules that need it (paired t TOST)."""
     from . import plan
     from .stats.calibration import for_claim
 
-    cal = for_claim(test, tuple(int(v) for v in n), None if margin is None else tuple(margin), alpha=plan.alpha())
+    scale = scale if test.lower().startswith("paired t tost") else None  # keeps for_claim's cache keys shared
+    cal = for_claim(test, tuple(int(v) for v in n), None if margin is None else tuple(margin), alpha=plan.alpha(),
+                    scale=scale)
     if isinstance(cal, str):
         return {"calibration": cal, "flag": "not calibrated"}
     text = (f"{cal.rule}: type-I error {cal.type_i:.3f} [{cal.type_i_low:.3f}, {cal.type_i_high:.3f}], power "

@@ -25,6 +25,7 @@ Modules (everything is re-exported here):
   :func:`binomial_test`, :func:`wilson_interval`, :func:`agreement`.
 - :mod:`.calibration`: :func:`calibrate`, :func:`calibration_table` (simulated type-I error and power of the
   verdict rules at a profile's n).
+- :mod:`.trend`: :func:`page_trend` (Page's L test of a monotone change over ordered conditions, e.g. layers).
 - :mod:`.verdicts`: :func:`verdict` (= ``claims.verdict``), :func:`verdict_of`, :func:`equivalence_verdict`.
 
 Replacements for the chapters' former helpers:
@@ -69,6 +70,7 @@ from .regression import MixedFit, coef_table, fit_ols, mixed_lm
 from .resampling import bootstrap_ci, cluster_bootstrap_ci
 from .two_sample import (IndependentComparison, compare_domains, compare_independent, hodges_lehmann, mann_whitney,
                          mwu_min_pvalue, ratio_of_means, welch_t)
+from .trend import page_trend
 from .verdicts import equivalence_verdict, verdict, verdict_of
 
 __all__ = [
@@ -79,7 +81,8 @@ __all__ = [
     "compare_domains", "compare_independent",
     "compare_paired", "compare_to_published", "equivalence_verdict", "fit_ols", "hodges_lehmann", "holm",
     "majority_rate", "mann_whitney", "mean_ci", "mde_correlation", "mde_paired", "mde_proportion", "mde_two_sample",
-    "mixed_lm", "mwu_min_pvalue", "paired_t", "pearson", "power_correlation", "power_paired", "power_proportion",
+    "mixed_lm", "mwu_min_pvalue", "page_trend", "paired_t", "pearson", "power_correlation", "power_paired",
+    "power_proportion",
     "power_two_sample", "ratio_of_means", "sign_flip_test", "signed_rank", "spearman", "tost_auc",
     "tost_correlation",
     "tost_paired", "tost_two_sample", "verdict", "verdict_of", "welch_t", "wilcoxon_signed_rank",

@@ -7,8 +7,11 @@ exceeds its alpha, or whose power is near alpha, is flagged (:attr:`Calibration.
 
 :data:`RULES` holds the rules the chapters use, as ``(name, design)`` builders: two-sample domain comparisons
 (Mann-Whitney on dataset means), equivalence of two domains (Brunner-Munzel TOST on the AUC), correlation across
-datasets (Pearson), one-sample location tests over datasets (t, Wilcoxon). Samples are normal with unit variance;
-the alternative is a shift of ``effect`` standard deviations (Cohen's d) or a correlation ``effect``.
+datasets (Pearson), one-sample location tests over datasets (t, Wilcoxon, sign-flip), the t of one OLS
+coefficient, the Wald z of a MixedLM fixed effect with few groups, Page's trend test over layers, equivalence of
+a Spearman correlation or of a paired mean (TOST), and the rules on items: McNemar and the label-permutation test
+of balanced accuracy vs chance. Samples are normal with unit variance (items: Bernoulli); the alternative is a
+shift of ``effect`` standard deviations (Cohen's d), a correlation ``effect``, or an accuracy gain.
 """
 
 from __future__ import annotations
@@ -178,49 +181,187 @@ def _sign_flip_rule(n: int, d: float, alpha: float, n_sim: int, seed: int) -> Ca
                      n_sim=n_sim, seed=seed)
 
 
+def _mixed_rule(n_groups: int, n_points: int, rho: float, alpha: float, n_sim: int, seed: int) -> Calibration:
+    """The Wald z of one fixed effect of a random-intercept model (:func:`~.regression.mixed_lm`, REML) with
+    ``n_groups`` groups (datasets) and ``n_points`` rows: half of the covariate's variance and half of the
+    noise's lie between groups (ICC 0.5 each), so with few groups the z's normal reference is too liberal -
+    the point of calibrating it. Alternative: the covariate correlates ``rho`` with the outcome."""
+    import warnings
+
+    import statsmodels.api as sm
+
+    if n_groups < 3:
+        raise ValueError(f"a random intercept needs >= 3 groups, got {n_groups}")
+    m = max(2, round(n_points / n_groups))
+    groups = np.repeat(np.arange(n_groups), m)
+
+    def draw(r_, rng):
+        x = (rng.normal(0, 1, n_groups)[groups] + rng.normal(0, 1, groups.size)) / math.sqrt(2)
+        noise = (rng.normal(0, 1, n_groups)[groups] + rng.normal(0, 1, groups.size)) / math.sqrt(2)
+        return x, r_ * x + math.sqrt(1 - r_ ** 2) * noise
+
+    def decide(x, y):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # boundary / convergence warnings: the rule is what the fit says
+            try:
+                fit = sm.MixedLM(y, sm.add_constant(x), groups).fit(reml=True)
+            except (np.linalg.LinAlgError, ValueError):
+                return False
+        p = float(fit.pvalues[1])
+        return math.isfinite(p) and p < alpha
+
+    return calibrate(f"MixedLM Wald z of one fixed effect ({n_groups} groups, {groups.size} rows, ICC 0.5)",
+                     decide, lambda r: draw(0.0, r), lambda r: draw(rho, r), n=(n_groups,), effect=rho,
+                     effect_name="r", alpha=alpha, n_sim=n_sim, seed=seed)
+
+
+def _page_rule(n_blocks: int, k: int, d: float, alpha: float, n_sim: int, seed: int) -> Calibration:
+    """Page's two-sided trend test (:func:`~.trend.page_trend`) on ``n_blocks`` x ``k`` normal data; the
+    alternative falls linearly by ``d`` standard deviations from the first to the last condition."""
+    from .trend import page_trend
+
+    slope = -d * np.linspace(0.0, 1.0, k)
+    return calibrate(f"Page's trend test, two-sided ({k} ordered conditions)",
+                     lambda x: page_trend(x, ci=False).p < alpha, lambda r: (r.normal(0, 1, (n_blocks, k)),),
+                     lambda r: (r.normal(0, 1, (n_blocks, k)) + slope,), n=(n_blocks,), effect=d,
+                     effect_name="fall over the conditions (sd)", alpha=alpha, n_sim=n_sim, seed=seed)
+
+
+def _mcnemar_rule(n: int, diff: float, alpha: float, n_sim: int, seed: int) -> Calibration:
+    """Exact McNemar test of two classifiers' accuracies on ``n`` shared items, with 20% of the items discordant;
+    the alternative: accuracy difference ``diff``. Items are drawn independent (what the test assumes)."""
+    from .classifier import agreement
+
+    discordant = 0.2
+
+    def draw(delta, rng):
+        u = rng.random(n)
+        a_only = u < discordant / 2 + delta / 2
+        b_only = (u >= discordant / 2 + delta / 2) & (u < discordant)
+        both = u >= discordant + (1 - discordant) / 2  # half of the concordant items right for both
+        return both | a_only, both | b_only
+
+    return calibrate("McNemar exact, two-sided (paired correctness on shared items)",
+                     lambda a, b: agreement(a, b).mcnemar.p < alpha, lambda r: draw(0.0, r),
+                     lambda r: draw(diff, r), n=(n,), effect=diff, effect_name="accuracy difference",
+                     alpha=alpha, n_sim=n_sim, seed=seed)
+
+
+def _chance_rule(n: int, n_classes: int, gain: float, alpha: float, n_sim: int, seed: int) -> Calibration:
+    """One-sided label-permutation test of balanced accuracy vs 1/K (:func:`~.classifier.chance_tests`, 999
+    resamples in the simulation) on ``n`` items of ``n_classes`` balanced classes; the alternative: a classifier
+    right with probability ``1/K + gain`` (else a uniformly random wrong class)."""
+    from .classifier import chance_tests
+
+    def draw(g, rng):
+        y = rng.integers(0, n_classes, n)
+        wrong = (y + rng.integers(1, n_classes, n)) % n_classes
+        right = rng.random(n) < 1.0 / n_classes + g
+        return y, np.where(right, y, wrong), int(rng.integers(2 ** 31))
+
+    def decide(y, pred, s):
+        if np.unique(y).size < 2:
+            return False
+        return chance_tests(y, pred, n_resamples=999, seed=s).p_balanced < alpha
+
+    return calibrate(f"label-permutation test of balanced accuracy vs chance, one-sided (K = {n_classes})", decide,
+                     lambda r: draw(0.0, r), lambda r: draw(gain, r), n=(n,), effect=gain,
+                     effect_name="balanced accuracy - chance", alpha=alpha, n_sim=n_sim, seed=seed)
+
+
+def _tost_paired_rule(n: int, margin: tuple[float, float], scale: float, alpha: float, n_sim: int, seed: int
+                      ) -> Calibration:
+    """Paired t TOST (:func:`~.equivalence.tost_paired`) of ``n`` differences with standard deviation ``scale``
+    (the record's own, a plug-in): type-I error with the true mean on the nearer margin edge, power at a true
+    mean of 0 (the margin's centre when 0 is outside it)."""
+    from .equivalence import tost_paired
+
+    lo, hi = margin
+    edge = lo if abs(lo) < abs(hi) else hi
+    centre = 0.0 if lo < 0.0 < hi else (lo + hi) / 2  # no effect: the alternative an equivalence claim asserts
+
+    def decide(d):
+        try:
+            return tost_paired(d, margin=margin, alpha=alpha).equivalent
+        except ValueError:
+            return False
+
+    return calibrate(f"paired t TOST, margin {tuple(margin)} (a null claim; sd {scale:.3g} plugged in)", decide,
+                     lambda r: (r.normal(edge, scale, n),), lambda r: (r.normal(centre, scale, n),), n=(n,),
+                     effect=centre, effect_name="true mean difference (under the alternative)", alpha=alpha,
+                     n_sim=n_sim, seed=seed)
+
+
 RULES: dict[str, Callable[..., Calibration]] = {
     "mwu": _mwu_rule, "tost_auc": _tost_auc_rule, "pearson": _pearson_rule,
     "one_sample_t": lambda n, d, alpha, n_sim, seed: _one_sample_rule("t", n, d, alpha, n_sim, seed),
     "wilcoxon": lambda n, d, alpha, n_sim, seed: _one_sample_rule("w", n, d, alpha, n_sim, seed),
     "sign_flip": _sign_flip_rule, "tost_spearman": _tost_spearman_rule, "ols": _ols_rule,
+    "mixed": _mixed_rule, "page": _page_rule, "mcnemar": _mcnemar_rule, "chance": _chance_rule,
+    "tost_paired": _tost_paired_rule,
 }
 
 # the alternatives every rule is calibrated against (as in the methods appendix's table): large effects
 ALTERNATIVE_D, ALTERNATIVE_RHO = 1.5, 0.7
+# ... and for the rules on items (images): an accuracy difference of 0.1, a balanced accuracy 0.05 above chance
+ALTERNATIVE_ACC, ALTERNATIVE_GAIN = 0.1, 0.05
+# the slow rules simulate fewer draws (a MixedLM fit ~30 ms, a permutation test 999 resamples): Monte-Carlo 95%
+# half-width of a type-I error near 0.05 is then about +/- 0.02
+SLOW_SIMS = 400
 
 
 @lru_cache(maxsize=None)
 def for_claim(test: str, n: tuple[int, ...], margin: tuple[float, float] | None = None, *, alpha: float = 0.05,
-              n_sim: int = 1000, seed: int = 0) -> Calibration | str:
+              n_sim: int = 1000, seed: int = 0, scale: float | None = None) -> Calibration | str:
     """The calibration of the rule a claim's verdict rests on, at the claim's own ``n``: ``test`` is the
-    record's test name (:attr:`StatResult.test`), matched by its leading words to a rule of :data:`RULES`
-    (Mann-Whitney, Brunner-Munzel TOST, Fisher-z TOST of Spearman's rho, Pearson, paired/one-sample t, Wilcoxon
-    signed-rank, sign-flip, the t of one OLS coefficient at its df), against the alternatives of the methods
-    appendix (:data:`ALTERNATIVE_D`, :data:`ALTERNATIVE_RHO`; rho = 0 for an equivalence claim). Returns the
-    reason instead when the test has no simulated rule here (then its minimum detectable effect is what the
-    record says of its power)."""
+    record's test name (:attr:`StatResult.test`), matched by its leading words to a rule of :data:`RULES`:
+    Mann-Whitney, Brunner-Munzel TOST, Fisher-z TOST of Spearman's rho, paired t TOST (needs ``scale``, the
+    record's sd of the differences), Pearson, paired/one-sample t, Wilcoxon signed-rank, sign-flip, the t of one
+    OLS coefficient at its df, the Wald z of a MixedLM fixed effect (rows from "(72 task points)"), Page's trend
+    test (k from "k = 5", else 5), McNemar, and the label-permutation test vs chance (K from "K = 3", else 2).
+    Alternatives: :data:`ALTERNATIVE_D`, :data:`ALTERNATIVE_RHO`, :data:`ALTERNATIVE_ACC`,
+    :data:`ALTERNATIVE_GAIN`; for an equivalence claim, no effect (rho = 0, AUC 0.5, the margin's centre). The
+    slow rules (MixedLM, permutation) run :data:`SLOW_SIMS` draws. Returns the reason instead when the test has
+    no simulated rule here (then its minimum detectable effect is what the record says of its power)."""
     low = test.lower()
     no_rule = f"not calibrated: no simulated rule for {test.split(';')[0]!r} at n = {' vs '.join(map(str, n)) or '?'}"
-    calibrated_tost = ("brunner-munzel tost", "fisher z tost (spearman")
-    if "tost" in low and not low.startswith(calibrated_tost):  # e.g. a paired t TOST: its power needs the unknown sd
+    calibrated_tost = ("brunner-munzel tost", "fisher z tost (spearman", "paired t tost")
+    if "tost" in low and (not low.startswith(calibrated_tost) or margin is None):  # never its plain test's rule
         return no_rule
+    slow = min(n_sim, SLOW_SIMS)
+    one = len(n) == 1
     try:
-        if low.startswith("fisher z tost (spearman") and len(n) == 1 and margin is not None:
+        if low.startswith("fisher z tost (spearman") and one and margin is not None:
             return _tost_spearman_rule(n[0], tuple(margin), alpha, n_sim, seed)
+        if low.startswith("paired t tost") and one and margin is not None:
+            if scale is None or not scale > 0:
+                return f"not calibrated: a paired t TOST's rates depend on the sd of the differences ({scale!r})"
+            return _tost_paired_rule(n[0], tuple(margin), float(scale), alpha, n_sim, seed)
         ols = re.match(r"ols t \(df = (\d+)\)", low)
-        if ols and len(n) == 1:
+        if ols and one:
             return _ols_rule(n[0], int(ols.group(1)), ALTERNATIVE_RHO, alpha, n_sim, seed)
+        if low.startswith("mixedlm") and one:
+            rows = re.search(r"\((\d+) ", low)
+            return _mixed_rule(n[0], int(rows.group(1)) if rows else 10 * n[0], ALTERNATIVE_RHO, alpha, slow, seed)
+        if low.startswith("page's trend test") and one:
+            k = re.search(r"k = (\d+)", low)
+            return _page_rule(n[0], int(k.group(1)) if k else 5, ALTERNATIVE_D, alpha, slow, seed)
+        if low.startswith("mcnemar") and one:
+            return _mcnemar_rule(n[0], ALTERNATIVE_ACC, alpha, n_sim, seed)
+        if low.startswith("label-permutation test") and one:
+            k = re.search(r"k = (\d+)", low)
+            return _chance_rule(n[0], int(k.group(1)) if k else 2, ALTERNATIVE_GAIN, alpha, slow, seed)
         if low.startswith("mann-whitney") and len(n) == 2:
             return _mwu_rule(n[0], n[1], ALTERNATIVE_D, alpha, n_sim, seed)
         if low.startswith("brunner-munzel tost") and len(n) == 2 and margin is not None:
             return _tost_auc_rule(n[0], n[1], tuple(margin), alpha, n_sim, seed)
-        if len(n) == 1 and low.startswith("pearson"):
+        if one and low.startswith("pearson"):
             return _pearson_rule(n[0], ALTERNATIVE_RHO, alpha, n_sim, seed)
-        if len(n) == 1 and (low.startswith("paired t") or low.startswith("one-sample t")):
+        if one and (low.startswith("paired t") or low.startswith("one-sample t")):
             return _one_sample_rule("t", n[0], ALTERNATIVE_D, alpha, n_sim, seed)
-        if len(n) == 1 and low.startswith("wilcoxon signed-rank"):
+        if one and low.startswith("wilcoxon signed-rank"):
             return _one_sample_rule("w", n[0], ALTERNATIVE_D, alpha, n_sim, seed)
-        if len(n) == 1 and low.startswith("sign-flip permutation"):
+        if one and low.startswith("sign-flip permutation"):
             return _sign_flip_rule(n[0], ALTERNATIVE_D, alpha, n_sim, seed)
     except ValueError as err:  # e.g. too few units for the test at all
         return f"not calibrated: {err}"
