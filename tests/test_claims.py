@@ -111,3 +111,16 @@ def test_each_record_carries_its_rules_calibration_at_its_n_and_flags_a_rule_tha
                          result=stats.tost_paired([0.5, -0.4, 0.3, -0.6], margin=(-1.0, 0.05)), **BASE)
     sd = f"sd {np.std([0.5, -0.4, 0.3, -0.6], ddof=1):.3g} plugged in"
     assert sd in tost.calibration and tost.flag == "cannot reject at this n"
+
+
+def test_a_record_carries_its_rule_on_shuffled_labels_and_its_flag():
+    labels = np.array(["medical"] * 3 + ["natural"] * 3)
+    always = stats.relabel_calibration("domains", lambda lab: True, stats.domain_relabellings(labels))
+    never = stats.relabel_calibration("domains", lambda lab: False, stats.domain_relabellings(labels))
+    a = claims.record("P1", "shuffled_bad", verdict="inconclusive", result=stats.mann_whitney([1.0, 2, 3], [4.0, 5, 6]),
+                      relabel=always, **BASE)
+    b = claims.record("P1", "shuffled_ok", verdict="inconclusive", result=stats.mann_whitney([1.0, 2, 3], [4.0, 5, 6]),
+                      relabel=never, **BASE)
+    assert a.flag.endswith("rejects shuffled labels above alpha") and "20 of every 20" in a.relabel
+    assert "rejects shuffled" not in b.flag and "0 of every 20" in b.relabel
+    assert "the rule on shuffled labels" in claims.html_table(claims.table("ci", "P1"))

@@ -60,6 +60,9 @@ class Claim:
     # "type-I error above alpha" | "cannot reject at this n" | "" (calibrated, nothing to flag) | "not calibrated"
     calibration: str = ""
     flag: str = ""
+    # the rule on this claim's own data with its labels shuffled (stats.relabel_calibration), when the chapter ran
+    # it; its flag "rejects shuffled labels above alpha" is joined to `flag`
+    relabel: str = ""
 
 
 def verdict(estimate: float, p: float, *, expected_sign: int = 1, alpha: float | None = None) -> str:
@@ -170,7 +173,7 @@ def _calibration(test: str, n: tuple[int, ...], margin, scale: float | None = No
 
 def record(paper: str, claim_id: str, *, claim: str, paper_value: str, ours: str, statistic: str, verdict: str,
            notebook: str, profile: str, differences: str = "", result=None, published=None,
-           mde=None, kind: str = "directional", unit: str = "") -> Claim:
+           mde=None, kind: str = "directional", unit: str = "", relabel=None) -> Claim:
     """Write (atomically, replacing any earlier record) one claim's verdict; returns it.
 
     The second axis (issue 18) comes from the test the verdict rests on: ``result`` (a
@@ -179,7 +182,8 @@ def record(paper: str, claim_id: str, *, claim: str, paper_value: str, ours: str
     :class:`~domaingap.stats.PublishedComparison` of another estimate, e.g. a ratio of means beside an AUC test,
     named by its ``name``) gives the magnitude verdict (does our CI contain it?); ``mde`` (a
     :class:`~domaingap.stats.PowerResult` or text) the minimum detectable effect at this n. ``kind="null"``
-    claims must pass an equivalence ``result``.
+    claims must pass an equivalence ``result``. ``relabel`` (a :class:`~domaingap.stats.RelabelCalibration`):
+    the verdict rule applied to this claim's data with its labels shuffled; its flag joins the record's.
     """
     if paper not in PAPERS:
         raise ValueError(f"paper must be one of {PAPERS}, got {paper!r}")
@@ -192,6 +196,10 @@ def record(paper: str, claim_id: str, *, claim: str, paper_value: str, ours: str
     if not claim_id or any(c in claim_id for c in "/\\ "):
         raise ValueError(f"claim_id must be a non-empty slug without spaces or slashes, got {claim_id!r}")
     extra = _structured(result, published, mde, kind, unit)
+    if relabel is not None:
+        extra["relabel"] = relabel.summary()
+        if relabel.flag:
+            extra["flag"] = "; ".join(f for f in (extra.get("flag", ""), relabel.flag) if f)
     item = Claim(paper, claim_id, claim, paper_value, ours, statistic, verdict, notebook, profile, differences,
                  time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra)
     out = _dir(profile) / paper / f"{claim_id}.json"
@@ -224,7 +232,7 @@ def table(profile: str, paper: str | None = None):
     rows = [asdict(c) for c in load(profile, paper)]
     cols = ["paper", "claim_id", "claim", "paper_value", "ours", "statistic", "verdict", "notebook", "differences",
             "kind", "test", "estimand", "estimate", "low", "high", "level", "p", "n", "unit", "margin", "mde",
-            "published", "published_on", "magnitude", "magnitude_text", "calibration", "flag"]
+            "published", "published_on", "magnitude", "magnitude_text", "calibration", "flag", "relabel"]
     return pd.DataFrame(rows, columns=list(Claim.__dataclass_fields__))[cols] if rows else pd.DataFrame(columns=cols)
 
 
@@ -269,7 +277,8 @@ def html_table(table) -> str:
             ("ours", "ours"), ("statistic", "statistic"), ("paper reports", "paper_value"),
             ("magnitude vs the paper", "magnitude_text"), ("minimum detectable effect", "mde"),
             ("calibration of the rule at this n", "calibration"),
-            ("protocol differences", "differences")) if col in r and str(r[col] or "").strip())
+            ("the rule on shuffled labels", "relabel"), ("protocol differences", "differences"))
+            if col in r and str(r[col] or "").strip())
         cells = [e(r["paper"]), f"{e(r['claim'])}<details><summary>details</summary>{details}</details>",
                  f"<b>{e(r['verdict'])}</b>"]
         if holm:

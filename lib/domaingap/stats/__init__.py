@@ -25,6 +25,8 @@ Modules (everything is re-exported here):
   :func:`binomial_test`, :func:`wilson_interval`, :func:`agreement`.
 - :mod:`.calibration`: :func:`calibrate`, :func:`calibration_table` (simulated type-I error and power of the
   verdict rules at a profile's n).
+- :mod:`.relabel`: :func:`relabel_calibration` with :func:`domain_relabellings` / :func:`swap_relabellings` (a
+  rule's rejection rate on the book's own data with its labels shuffled).
 - :mod:`.trend`: :func:`page_trend` (Page's L test of a monotone change over ordered conditions, e.g. layers).
 - :mod:`.verdicts`: :func:`verdict` (= ``claims.verdict``), :func:`verdict_of`, :func:`equivalence_verdict`.
 
@@ -67,6 +69,7 @@ from .paired import (PairedComparison, compare_paired, mean_ci, paired_t, sign_f
 from .power import (PowerResult, mde_correlation, mde_paired, mde_proportion, mde_two_sample, power_correlation,
                     power_paired, power_proportion, power_two_sample)
 from .regression import MixedFit, coef_table, fit_ols, mixed_lm
+from .relabel import RelabelCalibration, domain_relabellings, relabel_calibration, swap_relabellings
 from .resampling import bootstrap_ci, cluster_bootstrap_ci
 from .two_sample import (IndependentComparison, compare_domains, compare_independent, hodges_lehmann, mann_whitney,
                          mwu_min_pvalue, ratio_of_means, welch_t)
@@ -75,10 +78,12 @@ from .verdicts import equivalence_verdict, verdict, verdict_of
 
 __all__ = [
     "AdjustedPValues", "Agreement", "Calibration", "ChanceTests", "EquivalenceResult", "IndependentComparison",
-    "MixedFit", "NotComputable", "PairedComparison", "PowerResult", "PublishedComparison", "StatResult",
+    "MixedFit", "NotComputable", "PairedComparison", "PowerResult", "PublishedComparison", "RelabelCalibration",
+    "StatResult",
     "adjust_pvalues", "agreement", "balanced_accuracy", "benjamini_yekutieli", "binomial_test", "bootstrap_ci",
     "calibrate", "calibration_table", "chance_tests", "ci_text", "cluster_bootstrap_ci", "coef_table",
-    "compare_domains", "compare_independent",
+    "compare_domains", "compare_independent", "domain_relabellings", "relabel_calibration",
+    "swap_relabellings",
     "compare_paired", "compare_to_published", "equivalence_verdict", "fit_ols", "hodges_lehmann", "holm",
     "majority_rate", "mann_whitney", "mean_ci", "mde_correlation", "mde_paired", "mde_proportion", "mde_two_sample",
     "mixed_lm", "mwu_min_pvalue", "page_trend", "paired_t", "pearson", "power_correlation", "power_paired",

@@ -19,8 +19,8 @@ import numpy as np
 
 from ... import data, stats
 
-__all__ = ["between_domains", "choice_agreement", "dataset_means", "describe_comparison", "mixed",
-           "task_means", "task_slopes"]
+__all__ = ["between_domains", "choice_agreement", "dataset_means", "describe_comparison", "domain_relabelled",
+           "mixed", "mwu_rejects", "task_means", "task_slopes"]
 
 KEYS = ("dataset", "domain", "task")
 
@@ -63,6 +63,37 @@ def between_domains(per_dataset, column: str, *, radiology_only: bool = False, s
                          f"{bad[column].tolist()}")
     return stats.compare_domains(f[column].to_numpy(dtype=float), f["domain"].to_numpy(), seed=seed,
                                  n_resamples=n_resamples, unit="datasets")
+
+
+def domain_relabelled(per_dataset, rejects: Callable[[object], bool]) -> stats.RelabelCalibration:
+    """A domain comparison's verdict rule on these very datasets with the domain labels permuted over every
+    split of the same sizes (:func:`domaingap.stats.relabel_calibration`): ``rejects(frame)`` gets the frame
+    with ``domain`` (and ``medical``, when present) relabelled. The share of splits it calls significant must
+    not exceed alpha; an exact permutation test (Mann-Whitney) meets that by construction, a model-based rule
+    (an OLS t with few datasets) need not."""
+    from ... import plan
+
+    def on(labels):
+        frame = per_dataset.assign(domain=labels)
+        if "medical" in frame.columns:
+            frame["medical"] = (labels == "medical").astype(int)
+        return rejects(frame)
+
+    return stats.relabel_calibration("domain labels permuted over the datasets", on,
+                                     stats.domain_relabellings(per_dataset["domain"].to_numpy()),
+                                     alpha=plan.alpha())
+
+
+def mwu_rejects(column: str) -> Callable[[object], bool]:
+    """The domain comparison's rule on one frame of :func:`dataset_means` (for :func:`domain_relabelled`): does
+    the two-sided Mann-Whitney U of ``column``, medical vs natural datasets, have p < alpha?"""
+    from ... import plan
+
+    def rejects(frame) -> bool:
+        med, nat = (frame.loc[frame["domain"] == d, column].to_numpy(float) for d in ("medical", "natural"))
+        return stats.mann_whitney(med, nat).p < plan.alpha()
+
+    return rejects
 
 
 def describe_comparison(cmp: stats.IndependentComparison, digits: int = 3) -> str:
