@@ -206,7 +206,7 @@ def test_book_runs_data_check_runs_notebooks_and_html_in_order_with_the_profile(
     from domaingap.chapters import cli as chapters_cli
 
     seen = []
-    monkeypatch.setattr(cli_data, "_check", lambda args: seen.append(("check", args.names)) or 0)
+    monkeypatch.setattr(cli_data, "check", lambda args: seen.append(("check", args.names)) or 0)
     monkeypatch.setattr(chapters_cli, "main", lambda chapter=None, argv=None: seen.append(("runs", argv)) or 0)
     monkeypatch.setattr(runner, "main", lambda argv=None: seen.append(("notebooks", argv)) or 0)
     monkeypatch.setattr(subprocess, "run", lambda cmd, cwd=None: seen.append(("html", cmd[1:3] + cmd[-3:]))
@@ -218,11 +218,27 @@ def test_book_runs_data_check_runs_notebooks_and_html_in_order_with_the_profile(
     assert seen[3][1] == ["build", str(paths.REPO_ROOT / "book"), "-W", "-n", "--keep-going"]
 
 
+def test_book_html_only_builds_the_given_folder_and_nothing_else(monkeypatch, tmp_path, capsys):
+    import subprocess
+
+    from domaingap import runner
+
+    seen = []
+    monkeypatch.setattr(runner, "main", lambda argv=None: pytest.fail("notebooks ran with --html-only"))
+    monkeypatch.setattr(subprocess, "run",
+                        lambda cmd, cwd=None: seen.append(cmd) or subprocess.CompletedProcess(cmd, 3))
+    assert cli.main(["book", "--html-only", str(tmp_path)]) == 2  # no _toc.yml: not an assembled book
+    assert "_toc.yml" in capsys.readouterr().err and not seen
+    (tmp_path / "_toc.yml").write_text("format: jb-book\n")
+    assert cli.main(["book", "--html-only", str(tmp_path)]) == 3  # the build's own exit status
+    assert seen[0][1:3] == ["build", str(tmp_path.resolve())] and "-W" in seen[0]
+
+
 def test_book_stops_at_the_first_failing_step_and_returns_its_status(monkeypatch, capsys):
     from domaingap import cli_data, runner
     from domaingap.chapters import cli as chapters_cli
 
-    monkeypatch.setattr(cli_data, "_check", lambda args: 0)
+    monkeypatch.setattr(cli_data, "check", lambda args: 0)
     monkeypatch.setattr(chapters_cli, "main", lambda chapter=None, argv=None: 1)
     monkeypatch.setattr(runner, "main", lambda argv=None: pytest.fail("notebooks ran after the runs failed"))
     assert cli.main(["book", "--no-html"]) == 1

@@ -1,6 +1,7 @@
 """``domaingap book``: the whole book at a profile, the steps of ``make book`` in one command.
 
     domaingap book [--profile ci|default|paper] [--jobs N] [--executor E] [--no-html]
+    domaingap book --html-only BOOK_DIR      # step 4 alone, on an assembled book folder (make book-check)
 
 1. ``domaingap data check``: what is present, what will be downloaded, what cannot be had (stops only on a
    file that fails its checksum);
@@ -36,6 +37,9 @@ def add_book(p: argparse.ArgumentParser) -> None:
                    help="where the runs are computed (default: process:JOBS, or sequential for one job; "
                         "also dask[:ADDRESS] | slurm)")
     p.add_argument("--no-html", action="store_true", help="stop after the notebooks (no Jupyter Book build)")
+    p.add_argument("--html-only", metavar="BOOK_DIR", default=None,
+                   help="only the strict HTML build, of BOOK_DIR (e.g. the nbval references assembled by "
+                        "`python -m domaingap.runner assemble-refs --book-dir build/ci-book`)")
 
 
 def html_build_command(book_dir: Path, config: Path) -> list[str]:
@@ -49,7 +53,7 @@ def html_build_command(book_dir: Path, config: Path) -> list[str]:
 def run_book(args: argparse.Namespace) -> int:
     from . import paths
     from .chapters.cli import main as chapters_main
-    from .cli_data import _check as data_check
+    from .cli_data import check as data_check
     from .runner import main as runner_main
 
     if args.jobs < 1:
@@ -58,6 +62,12 @@ def run_book(args: argparse.Namespace) -> int:
         raise ValueError(f"the book's sources (notebooks/, book/) are not part of an installed package (this one is "
                          f"at {paths.REPO_ROOT}); clone the repository and run `domaingap book` (or `make book`) "
                          f"there")
+    config = paths.REPO_ROOT / "_config.yml"
+    if args.html_only is not None:
+        book_dir = Path(args.html_only).resolve()
+        if not (book_dir / "_toc.yml").is_file():
+            raise ValueError(f"--html-only needs an assembled book folder with a _toc.yml, got {book_dir}")
+        return subprocess.run(html_build_command(book_dir, config), cwd=paths.REPO_ROOT).returncode
     executor = args.executor or ("sequential" if args.jobs == 1 else f"process:{args.jobs}")
     steps = [
         ("data check", lambda: data_check(argparse.Namespace(names=[]))),
@@ -67,7 +77,7 @@ def run_book(args: argparse.Namespace) -> int:
     ]
     if not args.no_html:
         book_dir = paths.REPO_ROOT / "book"
-        command = html_build_command(book_dir, paths.REPO_ROOT / "_config.yml")
+        command = html_build_command(book_dir, config)
         steps.append(("HTML", lambda: subprocess.run(command, cwd=paths.REPO_ROOT).returncode))
     for name, step in steps:
         print(f"== domaingap book ({args.profile}): {name}", flush=True)

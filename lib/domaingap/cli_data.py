@@ -112,7 +112,7 @@ def _check_one(ds) -> tuple[str, str, list[str]]:
                        f"${data.DOWNLOAD_ENV}=0)"), []
 
 
-def _check(args: argparse.Namespace) -> int:
+def check(args: argparse.Namespace) -> int:
     from . import data
 
     named = bool(args.names)
@@ -190,7 +190,7 @@ def add_data(p: argparse.ArgumentParser) -> None:
                                    "file matches its checksum. Exit status 1 when a file fails its checksum or a "
                                    "named dataset is missing. Nothing is downloaded.")
     q.add_argument("names", nargs="*", metavar="NAME", help="registered dataset names (default: all)")
-    q.set_defaults(_action=_check, _command="data check")
+    q.set_defaults(_action=check, _command="data check")
     q = sub.add_parser("fetch", help="download datasets from their publishers (needs internet), verify and decode",
                        description="Download each dataset from its publisher (as DOMAINGAP_DOWNLOAD=1 would on "
                                    "first use), check it against the published checksum and cache its decoded "
