@@ -217,7 +217,8 @@ def _cfg(**over):
                                       "medical": {"dataset": "pneumoniamnist"}},
            "targets": ["breastmnist"], "n_folds": 2, "fold_seed": 0, "pretrain_seeds": [0],
            "pretrain": {"n": 96, "n_test": 48, "epochs": 1, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4},
-           "finetune": {"max_pool": 48, "epochs": 1, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4},
+           "finetune": {"max_pool": 48, "max_epochs": 2, "patience": 1, "val_fraction": 0.25, "batch_size": 16,
+                        "lr": 1e-3, "weight_decay": 1e-4},
            "warmup": {"epochs": 1, "lr": 1e-3, "batch_size": 16},
            "similarity": {"probe_n": 24, "n_channels": 4, "repeats": 2}}
     cfg.update(over)
@@ -321,10 +322,11 @@ def test_code_closures_hold_what_shapes_each_result_and_no_analysis():
         p3.run_pretrain: shared + [p3.load_images, data.load, p3.save_state],
         p3.run_finetune: shared + [p3.target_pool, p3.folds, p3.load_images, p3.init_model, p3.warmup_head,
                                    models.load_pretrained, models.penultimate, training.predict_proba,
-                                   p3.save_state],
+                                   p3.save_state, p3.validation_split, p3.fit_early_stopping, p3.early_stop,
+                                   p3.channels_last],
         p3.run_similarity: [p3.probe_images, p3.materialise, p3.init_model, p3.load_state, p3.pair_label,
                             similarity.activations, similarity.layer_similarity, models.build_model,
-                            data.load_arrays, data.release_for],
+                            data.load_arrays, data.release_for, p3.matched_cca, p3.matched_rows],
     }
     analysis_fns = [_qualname(f) for name, f in vars(analysis).items()
                     if callable(f) and getattr(f, "__module__", "") == analysis.__name__]
@@ -380,3 +382,100 @@ def test_pretrained_init_needs_its_upstream_file():
     spec = p3.finetune_spec(_cfg(), "breastmnist", "natural", 0)
     with pytest.raises(ValueError, match="pass its model.pt as pretrained_file"):
         p3.init_model(spec["init"], model_cfg=TINY, num_classes=2, seed=0)
+
+
+# ----------------------------------------------------------------------------------------------- issue 16
+
+def test_early_stop_picks_the_best_validation_epoch():
+    losses = [1.0, 0.8, 0.9, 0.7, 0.75, 0.8, 0.9]
+    # epoch 4 (0.7) is best; with patience 2 training stops after epoch 6, two epochs without improvement
+    assert [p3.early_stop(losses[:e], patience=2) for e in (1, 4, 5, 6)] == [(1, False), (4, False), (4, False),
+                                                                            (4, True)]
+    assert p3.early_stop([0.5, 0.5, 0.6], patience=5) == (1, False)  # ties: the first epoch
+    assert p3.early_stop([float("nan"), 0.9], patience=1) == (2, False)  # NaN is never best
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        p3.early_stop([1.0], patience=0)
+
+
+def test_fit_early_stopping_restores_the_best_epoch_weights():
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 12, 12)
+    y = (x.mean((1, 2, 3)) > x.mean()).long()
+    xv, yv = torch.rand(16, 1, 12, 12), torch.randint(0, 2, (16,))
+    model = p3.build(TINY, 2, 0)
+    hist = p3.fit_early_stopping(model, x, y, xv, yv, max_epochs=6, patience=2, batch_size=16, lr=1e-2,
+                                 weight_decay=0.0, seed=0)
+    best, _ = p3.early_stop(hist["val_loss"], patience=2)
+    assert hist["best_epoch"] == best and hist["epochs_run"] == len(hist["val_loss"]) <= 6
+    from domaingap import training
+
+    # the kept weights are the best epoch's: their validation loss is the recorded minimum
+    assert training.evaluate(model, xv, yv)["loss"] == pytest.approx(min(hist["val_loss"]), rel=1e-5)
+
+
+def test_validation_split_is_carved_from_the_training_part():
+    y = np.array([0] * 30 + [1] * 10 + [2] * 5)
+    tr, te = p3.folds(y, 3, seed=0)[1]
+    fit, val = p3.validation_split(y, tr, 0.2, seed=1)
+    assert np.array_equal(np.sort(np.concatenate([fit, val])), np.sort(tr))
+    assert len(np.intersect1d(fit, val)) == 0 and len(np.intersect1d(val, te)) == 0
+    assert len(val) == round(0.2 * len(tr)) and set(y[val]) == {0, 1, 2}  # stratified
+    again = p3.validation_split(y, tr, 0.2, seed=1)
+    assert np.array_equal(again[1], val)
+
+
+def test_matched_rows_give_the_stated_shapes():
+    torch.manual_seed(0)
+    shallow, deep = torch.rand(10, 16, 12, 12), torch.rand(10, 128, 3, 3)
+    n_chan = min(shallow.shape[1], deep.shape[1], 64)
+    n_rows = min(a.shape[0] * a.shape[2] * a.shape[3] for a in (shallow, deep))
+    assert (n_chan, n_rows) == (16, 90)
+    for act in (shallow, deep):
+        m = p3.matched_rows(act, n_channels=n_chan, n_rows=n_rows, rng=np.random.default_rng(0))
+        assert m.shape == (90, 16, 1, 1)
+    # the rows are (image, position) rows of the chosen channels: every value is one of the activation's
+    m = p3.matched_rows(deep, n_channels=4, n_rows=7, rng=np.random.default_rng(3))
+    ch = np.sort(np.random.default_rng(3).choice(128, size=4, replace=False))
+    flat = deep[:, ch].permute(0, 2, 3, 1).reshape(-1, 4)
+    assert all(any(torch.equal(r, f) for f in flat) for r in m[:, :, 0, 0])
+    assert p3.matched_cca(deep, deep, n_channels=16, n_rows=90, repeats=2) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="cannot draw"):
+        p3.matched_rows(shallow, n_channels=17, n_rows=10, rng=np.random.default_rng(0))
+
+
+def test_seed_to_seed_replicas_exist_and_differ_only_by_pretraining_seed():
+    cfg = _cfg(pretrain_seeds=[0, 1, 2], n_folds=3)
+    all_specs = specs.finetune_specs(cfg)
+    reps = [s for s in all_specs if s["replica"] == 1]
+    assert sorted({s["init_name"] for s in reps}) == ["medical", "natural"]
+    assert len(reps) == 2 * 3  # two plain sources x three folds, one target
+    for r in reps:
+        main = p3.finetune_spec(cfg, r["target"], r["init_name"], r["fold"])
+        assert main["init"]["spec"]["seed"] == r["fold"]  # fold k from pretraining seed k
+        assert r["init"]["spec"]["seed"] == (r["fold"] + 1) % 3  # the replica: the next seed
+        assert {k for k in main if main[k] != r[k]} == {"init", "replica"}
+    assert not [s for s in specs.finetune_specs(_cfg()) if s["replica"]]  # one seed: no replica
+    with pytest.raises(ValueError, match="random init has none"):
+        p3.finetune_spec(cfg, "breastmnist", "random", 0, replica=1)
+    for profile in ("ci", "default"):
+        c = p3.config(profile)
+        assert len(c["pretrain_seeds"]) >= 2 and p3.replica_inits(c, c["targets"][0])
+    assert len(p3.config("default")["pretrain_seeds"]) >= 3  # independent units
+
+
+def test_no_target_in_its_own_source(monkeypatch):
+    from domaingap import data
+    from domaingap.chapters.p3 import tasks
+
+    for profile in ("ci", "default", "paper"):
+        cfg = p3.config(profile)  # check_config passes: no overlap
+        for t in cfg["targets"]:
+            assert all(not p3.origin_overlap(s["dataset"], t) for s in cfg["sources"].values() if "dataset" in s)
+    assert "braintumor" in p3.config("default")["targets"]
+    # MedNIST has head CT but no brain MRI class
+    assert not any("brain" in c.lower() or "mri" in c.lower() and "breast" not in c.lower()
+                   for c in data.info("mednist").classes)
+    assert p3.origin_overlap("mednist", "mednist")  # a dataset is its own origin
+    monkeypatch.setitem(tasks.ORIGINS, "braintumor", frozenset({"TCIA (CT, breast MRI)"}))
+    with pytest.raises(ValueError, match="target 'braintumor' shares images with source 'medical'"):
+        p3.check_config(_cfg(sources={"medical": {"dataset": "mednist"}}, targets=["braintumor"]))

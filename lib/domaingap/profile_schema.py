@@ -210,8 +210,10 @@ class P2Tab3(Section):
 
 @section("p2_fig1")
 class P2Fig1(Section):
-    task: str = Field(description="task of the saliency figure")
+    task: str = Field(description="task of the example saliency figure")
     seed: int = Field(description="seed of the standard and robust models shown")
+    tasks: list[str] = Field(description="tasks of the saliency statistics (standard vs robust, same perturbations)")
+    seeds: list[int] = Field(description="seeds of the saliency statistics (the transfer source: the next seed)")
     eps_ref: float = Field(description="L2 budget of the adversarial images at CIFAR scale")
     pgd_steps: int = Field(description="PGD steps")
     n_show: int = Field(description="example rows in the figure")
@@ -253,7 +255,9 @@ class P3Pretrain(Strict):
 
 class P3Finetune(Strict):
     max_pool: int | None = Field(None, description="largest training pool per fold (null: all)")
-    epochs: int = Field(description="fine-tuning epochs")
+    max_epochs: int = Field(description="most fine-tuning epochs (early stopping picks the best-validation epoch)")
+    patience: int = Field(description="epochs without a lower validation loss before stopping")
+    val_fraction: float = Field(description="fraction of each fold's training part held out for validation")
     batch_size: int = Field(description="batch size")
     lr: float = Field(description="Adam learning rate")
     weight_decay: float = Field(description="weight decay")

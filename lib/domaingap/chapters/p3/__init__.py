@@ -6,8 +6,9 @@ github.com/DovileDo/revisiting-transfer). P3 fine-tunes an ImageNet- (IN) and a 
 ResNet50 on seven medical targets and compares the networks layer by layer with mean CCA.
 
 No pretrained ImageNet or RadImageNet weights can be obtained here, so the chapter pretrains *the same* ResNet
-itself on a natural source (e.g. CIFAR-10 in luma) and on a medical source (MedNIST), and fine-tunes those two
-initialisations and a random one on the medical targets that remain (BreastMNIST, PneumoniaMNIST, RetinaMNIST).
+itself on a natural source (Imagenette, 10 ImageNet classes, in luma) and on a medical source (MedNIST: CT, MRI and
+X-ray, where RadImageNet is CT, MRI and ultrasound), and fine-tunes those two initialisations and a random one on
+five medical targets (BreastMNIST, PneumoniaMNIST, RetinaMNIST, knee KL grades, brain tumour MRI).
 Real weights still load: a source given as ``{weights: imagenet}`` or ``{weights: /path/file.pt}`` in the
 profile replaces the pretraining run (see :func:`~.networks.init_model`).
 
@@ -30,7 +31,10 @@ Protocol (one place, used by every notebook and by ``python -m domaingap.chapter
 - Fine-tuning: the target's official train and val splits are pooled (optionally capped at ``max_pool`` images
   by a seeded stratified subsample) and split into ``n_folds`` stratified folds
   (``sklearn.model_selection.StratifiedKFold``, shuffled with ``fold_seed``); each run trains on the other folds
-  and is evaluated on its held-out fold (as P3's 5-fold cross-validation). The same folds serve every
+  and is evaluated on its held-out fold (as P3's 5-fold cross-validation). Every start early-stops on a
+  validation split carved from the fold's training part (at most ``max_epochs``, ``patience``; the
+  best-validation epoch is kept, as P3's up to 200 epochs with early stopping); the chosen epoch is
+  recorded. The same folds serve every
   initialisation, so comparisons between initialisations are paired by fold. AUC: binary ROC AUC, or macro
   one-vs-rest over RetinaMNIST's 5 grades (:func:`domaingap.training.evaluate`).
 - Initialisations per target: every source without warm-up, every source with P3's frozen-backbone warm-up
@@ -64,14 +68,16 @@ from ...kernels.similarity import layer_similarity
 from .analysis import (PAPER_AUC, PAPER_CCA_CHEST, PAPER_PRED_SIM, PAPER_TARGET, agreement, agreement_test,
                        auc_table, finetune_frame, holm, load_predictions, paired_summary, paper_value,
                        similarity_frame, spearman_ci, verdict_from_test)
-from .images import folds, load_images, probe_images, target_pool
-from .networks import build, init_model, load_state, materialise, save_state, warmup_head, weights_init
-from .runs import reference_run, run_finetune, run_pretrain, run_similarity
+from .images import folds, load_images, probe_images, target_pool, validation_split
+from .networks import (build, early_stop, fit_early_stopping, init_model, load_state, materialise, save_state,
+                       warmup_head, weights_init)
+from .runs import (channels_last, matched_cca, matched_rows, reference_run, run_finetune, run_pretrain,
+                   run_similarity)
 from .specs import (finetune, finetune_runs, finetune_spec, finetune_specs, pretrain, pretrain_runs, pretrain_spec,
-                    pretrain_specs, similarities, similarity_models, similarity_pairs, similarity_runs,
-                    similarity_spec, similarity_specs, source_init, sweeps)
-from .tasks import (FR, LAYER_LABELS, LAYERS, MEASURES, PAPER, RANDOM, SECTION, check_config, config, init_label,
-                    init_source, inits, pair_label, pretrain_seed, random_seed)
+                    pretrain_specs, replica_inits, similarities, similarity_models, similarity_pairs,
+                    similarity_runs, similarity_spec, similarity_specs, source_init, sweeps)
+from .tasks import (FR, LAYER_LABELS, LAYERS, MEASURES, ORIGINS, PAPER, RANDOM, SECTION, check_config, config,
+                    init_label, init_source, inits, origin_overlap, pair_label, pretrain_seed, random_seed)
 
 __all__ = [
     "FR", "LAYERS", "LAYER_LABELS", "MEASURES", "PAPER", "PAPER_AUC", "PAPER_CCA_CHEST", "PAPER_PRED_SIM",
@@ -83,4 +89,6 @@ __all__ = [
     "run_finetune", "run_pretrain", "run_similarity", "save_state", "similarities", "similarity_frame",
     "similarity_models", "similarity_pairs", "similarity_runs", "similarity_spec", "similarity_specs",
     "source_init", "spearman_ci", "sweeps", "target_pool", "verdict_from_test", "warmup_head", "weights_init",
+    "ORIGINS", "channels_last", "early_stop", "fit_early_stopping", "matched_cca", "matched_rows", "origin_overlap",
+    "replica_inits", "validation_split",
 ]

@@ -58,9 +58,12 @@ def finetune_frame(entries: Sequence):
     rows = []
     for e in entries:
         r = e.result
-        rows.append({"target": r["target"], "init": r["init_name"], "fold": r["fold"], "auc": r["auc"],
+        rows.append({"target": r["target"], "init": r["init_name"], "replica": r.get("replica", 0),
+                     "fold": r["fold"], "auc": r["auc"],
                      "accuracy": r["accuracy"], "balanced_accuracy": r["balanced_accuracy"], "loss": r["loss"],
-                     "n_train": r["n_train"], "n_test": r["n_test"], "seconds": r["seconds"], "_dir": str(e.path)})
+                     "best_epoch": r.get("best_epoch"), "epochs_run": r.get("epochs_run"),
+                     "n_train": r["n_train"], "n_val": r.get("n_val"), "n_test": r["n_test"],
+                     "seconds": r["seconds"], "_dir": str(e.path)})
     return pd.DataFrame(rows)
 
 
@@ -69,6 +72,8 @@ def auc_table(df, cfg: dict, *, percent: bool = True):
     import pandas as pd
 
     scale = 100.0 if percent else 1.0
+    if "replica" in df:
+        df = df[df["replica"] == 0]  # the seed-to-seed replicas are the agreement baseline, not table cells
     order = [i for t in cfg["targets"] for i in inits(cfg, t)]
     cols = list(dict.fromkeys(order))
     out = {}

@@ -15,7 +15,7 @@ import numpy as np
 
 from ... import data
 
-__all__ = ["folds", "load_images", "probe_images", "target_pool"]
+__all__ = ["folds", "load_images", "probe_images", "target_pool", "validation_split"]
 
 
 def load_images(name: str, split: str, *, model_cfg: dict, n: int | None = None, seed: int = 0):
@@ -69,6 +69,27 @@ def folds(y, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
                          f"{counts.tolist()}")
     skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return [(np.asarray(tr), np.asarray(te)) for tr, te in skf.split(np.zeros(len(y)), y)]
+
+
+def validation_split(y, train_idx, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Carve a validation split from a fold's training part: ``(fit_idx, val_idx)``, positions in the pool.
+
+    ``fraction`` of ``train_idx`` (at least one image per class when possible), stratified by ``y`` and seeded
+    (``StratifiedShuffleSplit``; a plain shuffle split when a class has a single member). Both are sorted and
+    disjoint, and together they are ``train_idx``; the held-out fold is never touched.
+    """
+    from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+
+    train_idx = np.asarray(train_idx)
+    yt = np.asarray(y)[train_idx]
+    n_val = max(int(round(fraction * len(train_idx))), len(np.unique(yt)))
+    if not 0 < n_val < len(train_idx):
+        raise ValueError(f"cannot hold out {n_val} of {len(train_idx)} training images for validation")
+    counts = np.bincount(yt)
+    splitter = (StratifiedShuffleSplit if counts[counts > 0].min() >= 2 else ShuffleSplit)(
+        n_splits=1, test_size=n_val, random_state=int(seed))
+    fit, val = next(splitter.split(np.zeros(len(yt)), yt))
+    return np.sort(train_idx[fit]), np.sort(train_idx[val])
 
 
 def probe_images(name: str, *, model_cfg: dict, n: int, seed: int = 0):

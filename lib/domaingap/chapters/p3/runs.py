@@ -22,11 +22,22 @@ import numpy as np
 
 from ... import data, devices, runs, training
 from ...kernels import similarity
-from .images import folds, load_images, probe_images, target_pool
-from .networks import build, init_model, materialise, reference_kind, save_state, warmup_head
+from .images import folds, load_images, probe_images, target_pool, validation_split
+from .networks import build, fit_early_stopping, init_model, materialise, reference_kind, save_state, warmup_head
 from .tasks import pair_label
 
-__all__ = ["reference_run", "run_finetune", "run_pretrain", "run_similarity"]
+__all__ = ["channels_last", "matched_cca", "matched_rows", "reference_run", "run_finetune", "run_pretrain",
+           "run_similarity"]
+
+
+def channels_last(*tensors_or_models):
+    """Models and image batches in the channels-last memory format (measured about 1.5x faster per training
+    step of the chapter's ResNet on one CPU core); values are unchanged."""
+    import torch
+
+    out = [t.to(memory_format=torch.channels_last) if isinstance(t, torch.nn.Module)
+           else t.contiguous(memory_format=torch.channels_last) for t in tensors_or_models]
+    return out[0] if len(out) == 1 else out
 
 _LIBRARIES = ("numpy", "torch", "torchvision", "scikit-learn")
 
@@ -40,15 +51,18 @@ def run_pretrain(spec: dict, inputs: dict, work: Path) -> dict:
     t0 = time.perf_counter()
     dev = devices.default_device()
     x, y = load_images(spec["dataset"], "train", model_cfg=spec["model"], n=spec["n"], seed=spec["seed"])
-    xt, yt = load_images(spec["dataset"], "test", model_cfg=spec["model"], n=spec["n_test"], seed=0)
-    model = build(spec["model"], data.info(spec["dataset"]).num_classes, spec["seed"])
+    test_split = "test" if "test" in data.info(spec["dataset"]).split_sizes else "val"  # Imagenette: train/val
+    xt, yt = load_images(spec["dataset"], test_split, model_cfg=spec["model"], n=spec["n_test"], seed=0)
+    model = channels_last(build(spec["model"], data.info(spec["dataset"]).num_classes, spec["seed"]))
+    x, xt = channels_last(x, xt)
     hist = training.fit(model, x.to(dev), y.to(dev), epochs=spec["epochs"], batch_size=spec["batch_size"],
                         lr=spec["lr"], weight_decay=spec["weight_decay"], optimizer="adam",
                         schedule=spec["schedule"], seed=spec["seed"], x_val=xt.to(dev), y_val=yt.to(dev),
                         progress=False, device=dev)
     test = training.evaluate(model, xt.to(dev), yt.to(dev))
     save_state(model, work / "model.pt")
-    return {"dataset": spec["dataset"], "n_train": int(len(y)), "n_test": int(len(yt)), "test": test,
+    return {"dataset": spec["dataset"], "n_train": int(len(y)), "n_test": int(len(yt)), "test_split": test_split,
+            "test": test,
             "history": hist, "seconds": time.perf_counter() - t0, "device": str(dev)}
 
 
@@ -69,12 +83,15 @@ def run_finetune(spec: dict, inputs: dict, work: Path) -> dict:
     dev = devices.default_device()
     x, y = target_pool(spec["target"], model_cfg=spec["model"], max_pool=spec["max_pool"], seed=spec["fold_seed"])
     tr, te = folds(y, spec["n_folds"], spec["fold_seed"])[spec["fold"]]
+    fit_idx, val_idx = validation_split(y, tr, spec["val_fraction"], seed=spec["fold_seed"] + spec["fold"])
     num_classes = data.info(spec["target"]).num_classes
     init_file = inputs["init"].file("model.pt") if "init" in inputs else None
     model, loaded = init_model(spec["init"], model_cfg=spec["model"], num_classes=num_classes, seed=spec["seed"],
                                pretrained_file=init_file)
-    model.to(dev)
-    xtr, ytr = x[tr].to(dev), y[tr].to(dev)
+    model = channels_last(model).to(dev)
+    x = channels_last(x)
+    xtr, ytr = x[fit_idx].to(dev), y[fit_idx].to(dev)
+    xva, yva = x[val_idx].to(dev), y[val_idx].to(dev)
     xte, yte = x[te].to(dev), y[te].to(dev)
     warm = None
     if spec["warmup"]:
@@ -82,16 +99,48 @@ def run_finetune(spec: dict, inputs: dict, work: Path) -> dict:
         warm = warmup_head(model, xtr, ytr, epochs=w["epochs"], lr=w["lr"], batch_size=w["batch_size"],
                            seed=spec["seed"])
         warm["auc_after_warmup"] = training.evaluate(model, xte, yte)["auc"]
-    hist = training.fit(model, xtr, ytr, epochs=spec["epochs"], batch_size=spec["batch_size"], lr=spec["lr"],
-                        weight_decay=spec["weight_decay"], optimizer="adam", seed=spec["seed"], progress=False,
-                        device=dev)
+    hist = fit_early_stopping(model, xtr, ytr, xva, yva, max_epochs=spec["max_epochs"], patience=spec["patience"],
+                              batch_size=spec["batch_size"], lr=spec["lr"], weight_decay=spec["weight_decay"],
+                              seed=spec["seed"])
     metrics = training.evaluate(model, xte, yte)
     prob = training.predict_proba(model, xte).cpu().numpy()
     save_state(model, work / "model.pt")
     np.savez(work / "predictions.npz", index=te, y=y[te].numpy(), prob=prob.astype(np.float32))
-    return {"target": spec["target"], "init_name": spec["init_name"], "fold": spec["fold"], **metrics,
-            "n_train": int(len(tr)), "n_test": int(len(te)), "loaded": loaded, "warmup": warm,
-            "train_loss": hist["train_loss"], "seconds": time.perf_counter() - t0, "device": str(dev)}
+    return {"target": spec["target"], "init_name": spec["init_name"], "replica": spec["replica"],
+            "fold": spec["fold"], **metrics, "n_train": int(len(fit_idx)), "n_val": int(len(val_idx)),
+            "n_test": int(len(te)), "loaded": loaded, "warmup": warm, "best_epoch": hist["best_epoch"],
+            "epochs_run": hist["epochs_run"], "train_loss": hist["train_loss"], "val_loss": hist["val_loss"],
+            "val_auc": hist["val_auc"], "seconds": time.perf_counter() - t0, "device": str(dev)}
+
+
+def matched_rows(act, *, n_channels: int, n_rows: int, rng):
+    """``act`` ``(N, C, h, w)`` as an ``(n_rows, n_channels, 1, 1)`` tensor: ``n_channels`` channels and
+    ``n_rows`` of the ``N*h*w`` (image, position) rows drawn without replacement from ``rng``
+    (a ``numpy.random.Generator``). Call it with generators in the same state for two networks to draw the same
+    channels and rows in both."""
+    import torch
+
+    n, c, h, w = act.shape
+    if not (1 <= n_channels <= c and 1 <= n_rows <= n * h * w):
+        raise ValueError(f"cannot draw {n_channels} channels and {n_rows} rows from activations {tuple(act.shape)}")
+    ch = np.sort(rng.choice(c, size=n_channels, replace=False))
+    rows = np.sort(rng.choice(n * h * w, size=n_rows, replace=False))
+    flat = act[:, torch.from_numpy(ch)].permute(0, 2, 3, 1).reshape(n * h * w, n_channels)
+    return flat[torch.from_numpy(rows)].reshape(n_rows, n_channels, 1, 1).contiguous()
+
+
+def matched_cca(act_a, act_b, *, n_channels: int, n_rows: int, repeats: int, seed: int = 0,
+                epsilon: float = 1e-12) -> float:
+    """P3's mean CCA at a layer on a matched budget: ``n_channels`` channels and ``n_rows`` rows (the same draws in
+    both networks, :func:`matched_rows`), averaged over ``repeats`` draws. With the smallest channel count and
+    row count over the layers, every layer is compared on the same shape of data, so a trend with depth cannot
+    come from layers passing more channels or more positions per image."""
+    vals = []
+    for r in range(int(repeats)):
+        ma = matched_rows(act_a, n_channels=n_channels, n_rows=n_rows, rng=np.random.default_rng([seed, r]))
+        mb = matched_rows(act_b, n_channels=n_channels, n_rows=n_rows, rng=np.random.default_rng([seed, r]))
+        vals.append(similarity.mean_cca_conv(ma, mb, n_channels=n_channels, repeats=1, seed=0, epsilon=epsilon))
+    return float(np.mean(vals))
 
 
 def reference_run(ref: dict) -> runs.Run | None:
@@ -129,14 +178,20 @@ def run_similarity(spec: dict, inputs: dict, work: Path) -> dict:
                             model_file=model_file)
         acts[name] = similarity.activations(model.to(dev), x, spec["layers"], batch_size=256)
         del model
+    any_acts = acts[needed[0]]
+    # the matched measure: every layer on the same channel count and the same number of rows
+    n_chan = min([int(v.shape[1]) for v in any_acts.values()] + [int(spec["n_channels"])])
+    n_rows = min(int(v.shape[0] * v.shape[2] * v.shape[3]) for v in any_acts.values())
     rows = []
     for a, b in spec["pairs"]:
         for layer in spec["layers"]:
             vals = similarity.layer_similarity(acts[a][layer], acts[b][layer], n_channels=spec["n_channels"],
                                                repeats=spec["repeats"], seed=0, epsilon=spec["epsilon"])
+            vals["matched_cca"] = matched_cca(acts[a][layer], acts[b][layer], n_channels=n_chan, n_rows=n_rows,
+                                              repeats=spec["repeats"], seed=0, epsilon=spec["epsilon"])
             rows.append({"pair": pair_label((a, b)), "a": a, "b": b, "layer": layer, **vals})
-    any_acts = acts[needed[0]]
     probe = {"n": int(len(x)), "rows_per_image": {k: int(v.shape[2] * v.shape[3]) for k, v in any_acts.items()},
-             "channels": {k: int(v.shape[1]) for k, v in any_acts.items()}}
+             "channels": {k: int(v.shape[1]) for k, v in any_acts.items()},
+             "matched": {"channels": n_chan, "rows": n_rows}}
     return {"target": spec["target"], "fold": spec["fold"], "rows": rows, "probe": probe,
             "seconds": time.perf_counter() - t0, "device": str(dev)}

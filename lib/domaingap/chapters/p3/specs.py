@@ -22,7 +22,7 @@ from .runs import run_finetune, run_pretrain, run_similarity
 from .tasks import FR, LAYERS, RANDOM, config, init_source, inits, pretrain_seed, random_seed
 
 __all__ = ["finetune", "finetune_runs", "finetune_spec", "finetune_specs", "pretrain", "pretrain_runs",
-           "pretrain_spec", "pretrain_specs", "similarities", "similarity_models", "similarity_pairs",
+           "pretrain_spec", "pretrain_specs", "replica_inits", "similarities", "similarity_models", "similarity_pairs",
            "similarity_runs", "similarity_spec", "similarity_specs", "source_init", "sweeps"]
 
 
@@ -48,37 +48,60 @@ def pretrain_specs(cfg: dict) -> list[dict]:
             for seed in cfg["pretrain_seeds"]]
 
 
-def source_init(cfg: dict, source: str, fold: int) -> dict:
-    """Init spec of ``source`` for fold ``fold``: our pretraining run or the user's weight file."""
+def source_init(cfg: dict, source: str, fold: int, replica: int = 0) -> dict:
+    """Init spec of ``source`` for fold ``fold``: our pretraining run (seed :func:`~.tasks.pretrain_seed` of
+    ``fold`` and ``replica``) or the user's weight file."""
     src = cfg["sources"][source]
     if "weights" in src:
         return weights_init(src["weights"])
-    return {"kind": "pretrained", "spec": pretrain_spec(cfg, source, pretrain_seed(cfg, fold))}
+    return {"kind": "pretrained", "spec": pretrain_spec(cfg, source, pretrain_seed(cfg, fold, replica))}
 
 
-def finetune_spec(cfg: dict, target: str, init_name: str, fold: int) -> dict:
+def finetune_spec(cfg: dict, target: str, init_name: str, fold: int, replica: int = 0) -> dict:
     """Run spec of fine-tuning initialisation ``init_name`` (``"natural"``, ``"natural-Fr"``, ``"random"``...)
-    on fold ``fold`` of ``target``."""
+    on fold ``fold`` of ``target``.
+
+    ``replica=1``: the same source, fold and fine-tuning, started from the next pretraining seed (the seed-to-seed
+    baseline of prediction agreement); only for a source pretrained here.
+    Every run early-stops: ``val_fraction`` of the fold's training part (stratified, seeded by the fold) is held
+    out for validation, at most ``max_epochs`` epochs, stopping after ``patience`` epochs without a lower
+    validation loss, and the best-validation epoch's weights are kept.
+    """
     target = data.info(target).name
     source = init_source(init_name)
     if source == RANDOM:
+        if replica:
+            raise ValueError("replica runs start from a second pretraining seed; random init has none")
         init = {"kind": "random", "seed": random_seed(fold)}
     elif source in cfg["sources"]:
-        init = source_init(cfg, source, fold)
+        if replica and "dataset" not in cfg["sources"][source]:
+            raise ValueError(f"source {source!r} is a weights file: it has no second pretraining seed")
+        init = source_init(cfg, source, fold, replica)
     else:
         raise ValueError(f"unknown initialisation {init_name!r}; expected one of {inits(cfg, target)}")
     ft = cfg["finetune"]
     return {"target": target, "fold": int(fold), "n_folds": cfg["n_folds"], "fold_seed": cfg["fold_seed"],
-            "max_pool": ft.get("max_pool"), "init_name": init_name, "init": init,
+            "max_pool": ft.get("max_pool"), "init_name": init_name, "replica": int(replica), "init": init,
             "warmup": cfg["warmup"] if init_name.endswith(FR) else None,
-            "epochs": ft["epochs"], "batch_size": ft["batch_size"], "lr": ft["lr"],
+            "max_epochs": ft["max_epochs"], "patience": ft["patience"], "val_fraction": ft["val_fraction"],
+            "batch_size": ft["batch_size"], "lr": ft["lr"],
             "weight_decay": ft["weight_decay"], "seed": int(fold), "model": cfg["model"]}
 
 
+def replica_inits(cfg: dict, target: str) -> list[str]:
+    """Initialisations fine-tuned a second time from the next pretraining seed (seed-to-seed agreement): the
+    plain sources pretrained here, when there are at least two pretraining seeds."""
+    if len(cfg["pretrain_seeds"]) < 2:
+        return []
+    return [i for i in inits(cfg, target) if i in cfg["sources"] and "dataset" in cfg["sources"][i]]
+
+
 def finetune_specs(cfg: dict) -> list[dict]:
-    """Every fine-tuning run: target x initialisation x fold."""
-    return [finetune_spec(cfg, t, i, k) for t in cfg["targets"] for i in inits(cfg, t)
+    """Every fine-tuning run: target x initialisation x fold, then the replicas (:func:`replica_inits`)."""
+    main = [finetune_spec(cfg, t, i, k) for t in cfg["targets"] for i in inits(cfg, t)
             for k in range(cfg["n_folds"])]
+    return main + [finetune_spec(cfg, t, i, k, replica=1) for t in cfg["targets"] for i in replica_inits(cfg, t)
+                   for k in range(cfg["n_folds"])]
 
 
 def similarity_models(cfg: dict, target: str, fold: int) -> dict[str, dict]:

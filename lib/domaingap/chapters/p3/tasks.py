@@ -23,13 +23,31 @@ SECTION = "p3"  # the profile section holding every size of the chapter
 LAYERS: tuple[str, ...] = ("relu", "layer1", "layer2", "layer3", "layer4")
 LAYER_LABELS: dict[str, str] = {"relu": "conv1", "layer1": "block1", "layer2": "block2", "layer3": "block3",
                                 "layer4": "block4"}
-MEASURES: tuple[str, ...] = ("mean_cca", "svcca", "pwcca", "cka")
+MEASURES: tuple[str, ...] = ("mean_cca", "svcca", "pwcca", "cka", "matched_cca")
+# matched_cca: P3's mean CCA on the SAME number of channels and rows at every layer (see runs.matched_rows)
 
 RANDOM = "random"  # name of the random initialisation
 FR = "-Fr"  # suffix of the frozen-backbone warm-up variant (P3's notation)
 
-__all__ = ["FR", "LAYERS", "LAYER_LABELS", "MEASURES", "PAPER", "RANDOM", "SECTION", "check_config", "config",
-           "init_label", "init_source", "inits", "pair_label", "pretrain_seed", "random_seed"]
+__all__ = ["FR", "LAYERS", "LAYER_LABELS", "MEASURES", "ORIGINS", "PAPER", "RANDOM", "SECTION", "check_config",
+           "config", "init_label", "init_source", "inits", "origin_overlap", "pair_label", "pretrain_seed",
+           "random_seed"]
+
+# Where each dataset's images come from (the original collections), to check that no target appears in the
+# pretraining set of a source it is fine-tuned from. MedNIST (MONAI) was gathered from TCIA CT / MRI collections
+# (AbdomenCT, BreastMRI, ChestCT, HeadCT), the RSNA Bone Age challenge (Hand) and NIH ChestX-ray14 (CXR): it has
+# no brain MRI (HeadCT is head CT), no knee, breast ultrasound, pediatric chest X-ray, fundus or blood-cell images.
+ORIGINS: dict[str, frozenset[str]] = {
+    "mednist": frozenset({"TCIA (CT, breast MRI)", "RSNA Bone Age", "NIH ChestX-ray14"}),
+    "imagenette": frozenset({"ImageNet ILSVRC-2012"}),
+    "cifar10": frozenset({"80 Million Tiny Images"}),
+    "breastmnist": frozenset({"BUSI (Baheya hospital)"}),
+    "pneumoniamnist": frozenset({"Kermany 2018 pediatric chest X-ray (Guangzhou)"}),
+    "retinamnist": frozenset({"DeepDRiD"}),
+    "kneeoa": frozenset({"Osteoarthritis Initiative"}),
+    "braintumor": frozenset({"figshare Cheng 2017", "SARTAJ", "Br35H"}),
+    "pbc": frozenset({"PBC Hospital Clinic Barcelona"}),
+}
 
 
 def config(profile: str) -> dict:
@@ -69,12 +87,36 @@ def check_config(cfg: dict) -> None:
         raise ValueError(f"n_folds must be an int >= 2, got {cfg['n_folds']!r}")
     if not cfg["pretrain_seeds"]:
         raise ValueError("pretrain_seeds must list at least one seed")
+    for t in cfg["targets"]:
+        for name, src in cfg["sources"].items():
+            if "dataset" in src and data.info(src["dataset"]).name != data.info(t).name:
+                shared = origin_overlap(src["dataset"], t)
+                if shared:
+                    raise ValueError(f"target {t!r} shares images with source {name!r} ({src['dataset']}): "
+                                     f"{sorted(shared)}; pick another target or source")
+    ft = cfg["finetune"]
+    for key in ("max_epochs", "patience", "val_fraction"):
+        if key not in ft:
+            raise ValueError(f"finetune settings need {key!r} (early stopping on a validation split), got {ft}")
+    if not 0 < ft["val_fraction"] < 1:
+        raise ValueError(f"finetune.val_fraction must be in (0, 1), got {ft['val_fraction']!r}")
 
 
-def pretrain_seed(cfg: dict, fold: int) -> int:
-    """The pretraining seed whose networks fold ``fold`` of every target starts from."""
+def origin_overlap(source: str, target: str) -> frozenset[str]:
+    """Original image collections that dataset ``source`` and dataset ``target`` share (:data:`ORIGINS`); a
+    dataset is always its own origin, so a source is never fine-tuned on itself unknowingly. Unlisted datasets
+    count as their own single origin."""
+    a, b = data.info(source).name, data.info(target).name
+    oa = ORIGINS.get(a, frozenset({a})) | {a}
+    ob = ORIGINS.get(b, frozenset({b})) | {b}
+    return frozenset(oa & ob)
+
+
+def pretrain_seed(cfg: dict, fold: int, replica: int = 0) -> int:
+    """The pretraining seed whose networks fold ``fold`` of every target starts from; ``replica=1``: the next
+    seed, whose fine-tuned networks on the same fold give the seed-to-seed baseline of prediction agreement."""
     seeds = cfg["pretrain_seeds"]
-    return int(seeds[fold % len(seeds)])
+    return int(seeds[(fold + replica) % len(seeds)])
 
 
 def random_seed(fold: int, which: int = 0) -> int:
