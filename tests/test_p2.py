@@ -75,6 +75,37 @@ def test_tasks_yaml_is_validated_with_the_file_task_and_field_named(tmp_path):
         assert str(path) in str(err.value) and "task 'ct'" in str(err.value) and field in str(err.value)
     with pytest.raises(ValueError, match="listed twice"):
         p2.tasks.read_tasks(_yaml(tmp_path, [good, good]))
+    # corruptions: optional, a list of names, only with a MedMNIST-C entry
+    assert p2.tasks.read_tasks(_yaml(tmp_path, [good]))["ct"].corruptions is None
+    ok = dict(good, medmnistc="organamnist", corruptions=["jpeg_compression", "gaussian_noise"])
+    assert p2.tasks.read_tasks(_yaml(tmp_path, [ok]))["ct"].corruptions == ("jpeg_compression", "gaussian_noise")
+    for bad in (dict(good, corruptions=["jpeg_compression"]), dict(ok, corruptions=[]),
+                dict(ok, corruptions=["a", "a"]), dict(ok, corruptions="jpeg_compression")):
+        with pytest.raises(ValueError, match="field 'corruptions'"):
+            p2.tasks.read_tasks(_yaml(tmp_path, [bad]))
+
+
+def test_new_tasks_and_their_shift_corruptions():
+    """Issue 16: knee KL and brain MRI at 28 px gray, Imagenette at 28 px RGB; the natural controls get the four
+    corruption families of every medical entry (JPEG, noise, blur, contrast) from an entry of their colour type."""
+    knee, brain, inet, fmnist = (p2.get_task(n) for n in ("kneeoa", "braintumor", "imagenette", "fashionmnist"))
+    assert knee.input_shape == brain.input_shape == (1, 28, 28) and inet.input_shape == (3, 28, 28)
+    assert knee.num_classes == 5 and brain.num_classes == 4 and inet.num_classes == 10
+    assert knee.domain == brain.domain == "medical" and inet.domain == fmnist.domain == "natural"
+    assert p2.specs.task_corruptions("breastmnist") == p2.corruption_names("breastmnist")  # medical: the whole entry
+    families = {"jpeg_compression": "digital", "gaussian_noise": "noise", "contrast_down": "color"}
+    for t in (inet, fmnist):
+        names = p2.specs.task_corruptions(t.name)
+        assert len(names) == 4 and all(families.get(c, p2.corruption_category(c)) == p2.corruption_category(c)
+                                       for c in names)
+        assert sorted(p2.corruption_category(c) for c in names) == ["blur", "color", "digital", "noise"]
+        _, rgb, _ = p2.medmnistc_registry()
+        assert rgb[t.medmnistc] == (t.channels == 3)
+    with pytest.raises(ValueError, match="no MedMNIST-C registry entry"):
+        p2.specs.task_corruptions("cifar10")
+    # a release without a test split is tested on its val split
+    assert p2.tasks.data_split("imagenette", "test") == "val" and p2.tasks.data_split("kneeoa", "test") == "test"
+    assert p2.tasks.data_split("imagenette", "train") == "train"
 
 
 def _yaml(tmp_path, entries):
@@ -322,6 +353,7 @@ KIND_SHAPERS = {  # run kind -> functions that shape its result and must be in i
     "mmc_eval_run": ["domaingap.chapters.p2.inputs.load_model", "domaingap.chapters.p2.runs.mmc_input_name",
                      "domaingap.chapters.p2.tasks.load_task"],
     "saliency_run": ["domaingap.kernels.saliency.input_saliency", "domaingap.kernels.saliency.rank_correlation",
+                     "domaingap.kernels.saliency.edge_alignment", "domaingap.kernels.saliency.sobel_magnitude",
                      "domaingap.kernels.attacks.pgd", "domaingap.chapters.p2.inputs.head",
                      "domaingap.chapters.p2.inputs.load_model"],
 }
@@ -371,22 +403,74 @@ def test_downstream_keys_follow_their_upstream_runs(monkeypatch):
     assert {k for k in before if before[k] != after[k]} == {"ds", "fresh", "saliency"}
 
 
-def test_sweeps_list_every_run_the_notebooks_read():
+def test_sweeps_list_every_run_the_notebooks_read_once():
     sw = p2.sweeps("ci")
     assert list(sw) == ["models", "tab2", "tab3", "fig1", "tab1"]
     assert all(isinstance(r, runs.Run) for items in sw.values() for r in items)
-    mcfg, t1 = profiles.get("p2_models", "ci"), profiles.get("p2_tab1", "ci")
-    assert len(sw["models"]) == len(mcfg["tasks"]) * len(mcfg["seeds"]) * 2 == len(sw["tab2"]) // 2
-    tab1_keys = {r.key for r in sw["tab1"]}
+    keys = [r.key for items in sw.values() for r in items]
+    assert len(keys) == len(set(keys))  # each run in one sweep only: summed compute counts it once
+    listed = set(keys)
+    mcfg, t1, f1 = (profiles.get(f"p2_{n}", "ci") for n in ("models", "tab1", "fig1"))
+    assert len(sw["models"]) == len(mcfg["tasks"]) * len(mcfg["seeds"]) * 2 == len(sw["tab2"])
+    assert all(item["model"].key in listed and item["eval"].key in listed for item in p2.specs.tab2_plan("ci"))
     plan = p2.specs.tab1_plan("ci")
-    assert len(plan) == len(mcfg["tasks"]) * len(t1["seeds"]) * len(t1["variants"]) + 2  # + D_NR, D_R
-    assert all(item[k].key in tab1_keys for item in plan for k in ("source", "dataset", "fresh", "view", "eval")
+    n_inv = sum(t in t1["inversion_tasks"] for t in mcfg["tasks"]) * len(t1["inversion_seeds"])
+    assert len(plan) == len(mcfg["tasks"]) * len(t1["seeds"]) * len(t1["variants"]) + 2 * n_inv  # + D_NR, D_R
+    assert all(item[k].key in listed for item in plan for k in ("source", "dataset", "fresh", "view", "eval")
                if item[k] is not None)
     assert {item["variant"] for item in plan if item["eval"] is not None} == {"nr", "r"}
     tab3 = p2.specs.tab3_plan("ci")
-    assert {r.key for r in sw["tab3"]} == {r.key for r in tab3["data"] + tab3["evals"]}
+    assert {r.key for r in tab3["data"] + tab3["evals"]} <= listed
+    assert {ev.spec["model"]["task"] for ev in tab3["evals"]} == set(mcfg["tasks"])  # natural controls too
     assert all(r.kind.name == "p2_mmc_data" for ev in tab3["evals"] for n, r in ev.upstream.items() if n != "model")
-    assert [r.kind.name for r in sw["fig1"]] == ["p2_saliency"]
+    fig1 = p2.specs.fig1_plan("ci")
+    assert [r.kind.name for r in sw["fig1"]] == ["p2_saliency"] * len(fig1) == ["p2_saliency"] * (
+        len(f1["tasks"]) * len(f1["seeds"]))
+    for r in fig1:  # a third model of the same task: the standard model of the next seed
+        std, src = r.spec["standard"], r.spec["source"]
+        assert src["task"] == std["task"] and src["adversarial"] is None and src["seed"] != std["seed"]
+        assert set(r.upstream) == {"standard", "robust", "source"} and r.upstream["source"].key in listed
+    # APGD on every robust model, on standard models of check_seeds only
+    t2 = profiles.get("p2_tab2", "ci")
+    for item in p2.specs.tab2_plan("ci"):
+        s = item["model"].spec
+        assert (item["eval"].spec["apgd"] is not None) == (s["adversarial"] is not None or s["seed"] in t2["check_seeds"])
+
+
+def test_source_seed_is_another_seed_of_the_list():
+    assert p2.specs.source_seed(0, [0, 1, 2]) == 1 and p2.specs.source_seed(2, [0, 1, 2]) == 0
+    assert p2.specs.source_seed(0, [0]) == 1 and p2.specs.source_seed(5, [0, 1]) == 6
+    std, rob = p2.model_spec("breastmnist", MCFG, 0), p2.model_spec("breastmnist", MCFG, 0, robust=True)
+    cfg = {"n_images": 4, "eps_ref": 0.5, "pgd_steps": 2}
+    with pytest.raises(ValueError, match="third model"):
+        p2.saliency_spec(std, rob, cfg, std)
+    with pytest.raises(ValueError, match="third model"):
+        p2.saliency_spec(std, rob, cfg, p2.model_spec("mednist_ct", MCFG, 1))
+
+
+def test_task_level_summaries_of_inversion_and_saliency_pairs():
+    rows = [{"task": t, "seed": s, "variant": v, "pgd_accuracy": acc, "test": {"balanced_accuracy": 0.5}}
+            for t, s, v, acc in (("a", 0, "r", 0.5), ("a", 0, "nr", 0.1), ("a", 1, "r", 0.4), ("a", 1, "nr", 0.2),
+                                 ("b", 0, "r", 0.1), ("b", 0, "nr", 0.3), ("b", 1, "r", 0.2))]  # b seed 1: no D_NR
+    rows.append({"task": "a", "seed": 0, "variant": "det", "pgd_accuracy": None, "test": {}})
+    pairs = p2.analysis.inversion_pairs(rows)
+    assert [(p["task"], p["seed"]) for p in pairs] == [("a", 0), ("a", 1), ("b", 0)]
+    assert [p["diff"] for p in pairs] == pytest.approx([0.4, 0.2, -0.2])
+    means = p2.analysis.task_means(pairs, ["diff"])
+    assert means == [{"task": "a", "seeds": 2, "diff": pytest.approx(0.3)},
+                     {"task": "b", "seeds": 1, "diff": pytest.approx(-0.2)}]
+
+    def model(rho, rt, rr, edge):
+        return {"rho": rho, "rho_transfer": rt, "rho_random": rr, "edge_alignment": edge, "clean_accuracy": 0.9,
+                "transfer_accuracy": 0.5}
+
+    item = {"task": "a", "seed": 0, "source_seed": 1,
+            "result": {"standard": model([0.2, None], [0.1, 0.3], [0.9, 0.7], [0.0, 0.2]),
+                       "robust": model([0.8, 0.6], [0.5, 0.7], [0.95, 0.85], [0.4, 0.6])}}
+    row = p2.analysis.saliency_pairs([item])[0]
+    assert row["standard_own"] == pytest.approx(0.2)  # undefined rho (None) dropped
+    assert row["diff_transfer"] == pytest.approx(0.4) and row["diff_random"] == pytest.approx(0.1)
+    assert row["diff_edge"] == pytest.approx(0.4) and row["diff_own"] == pytest.approx(0.5)
 
 
 def test_cli_lists_the_sweeps(capsys):
@@ -394,7 +478,8 @@ def test_cli_lists_the_sweeps(capsys):
 
     assert cli.main("p2", ["--profile", "ci", "--list"]) == 0
     out = capsys.readouterr().out
-    assert "p2 tab1:" in out and "p2 fig1: 1 runs, 0 cached" in out
+    n_fig1 = len(p2.specs.fig1_plan("ci"))
+    assert "p2 tab1:" in out and f"p2 fig1: {n_fig1} runs, 0 cached" in out
 
 # ----------------------------------------------------------------------------------------------- cached runs
 

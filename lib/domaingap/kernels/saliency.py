@@ -3,6 +3,8 @@
 - :func:`input_saliency`: ``|d logit_y / d x|`` summed over channels (Simonyan et al. 2014), ``(N, C, H, W)`` ->
   ``(N, H, W)``; the model runs in eval mode and its parameters' ``.grad`` are left alone.
 - :func:`rank_correlation`: Spearman correlation between paired maps, one value per pair.
+- :func:`sobel_magnitude`, :func:`edge_alignment`: the image's Sobel edge magnitude and the Spearman correlation
+  of a saliency map with it (how much the map follows the image's edges rather than looking like noise).
 
 P2 (Mouton et al. 2026) compares the saliency of a standard and of an adversarially trained model on a clean image
 and on its adversarial version; torch and scipy are imported when a function is first called.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["input_saliency", "rank_correlation"]
+__all__ = ["edge_alignment", "input_saliency", "rank_correlation", "sobel_magnitude"]
 
 
 def input_saliency(model, x, y):
@@ -59,3 +61,29 @@ def rank_correlation(a, b) -> np.ndarray:
         if np.ptp(a[i]) > 0 and np.ptp(b[i]) > 0:
             out[i] = stats.spearmanr(a[i], b[i]).statistic
     return out
+
+
+def sobel_magnitude(x) -> np.ndarray:
+    """Sobel gradient magnitude of images, channels averaged first: ``(N, C, H, W)`` -> float64 ``(N, H, W)``.
+
+    ``sqrt(sobel_h**2 + sobel_w**2)`` of the channel mean (``scipy.ndimage.sobel``, reflected borders).
+    """
+    from scipy import ndimage
+
+    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    if a.ndim != 4:
+        raise ValueError(f"x must be (N, C, H, W) images, got shape {a.shape}")
+    g = a.mean(axis=1)
+    return np.hypot(ndimage.sobel(g, axis=1), ndimage.sobel(g, axis=2))
+
+
+def edge_alignment(saliency, x) -> np.ndarray:
+    """Edge alignment of saliency maps: per image, the Spearman correlation between ``|saliency|`` ``(N, H, W)``
+    and the Sobel edge magnitude of image ``x`` ``(N, C, H, W)`` (:func:`sobel_magnitude`); NaN where either map
+    is constant. Near 0: the map ignores the image's structure (noise-like); higher: it follows edges.
+    """
+    s = np.abs(np.asarray(saliency.detach().cpu() if hasattr(saliency, "detach") else saliency, dtype=np.float64))
+    e = sobel_magnitude(x)
+    if s.shape != e.shape:
+        raise ValueError(f"saliency {s.shape} and images {e.shape} (after channel averaging) must match")
+    return rank_correlation(s, e)

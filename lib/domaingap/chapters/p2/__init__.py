@@ -12,15 +12,18 @@ The paper's claims tested here (notebooks ``notebooks/p2/*.md``):
   D_NR / D_R (representation inversion through a standard / robust model) where the profile allows.
 - Tab. 2 (trade-off): L2 PGD adversarial training lowers clean accuracy and raises PGD accuracy.
 - Tab. 3 (shift): adversarially trained models lose less under MedMNIST-C corruptions.
-- Fig. 1 (saliency): input-gradient saliency of a robust model changes less between a clean CT image and its
-  adversarial version than that of a standard model (Spearman rank correlation between the two maps).
+- Fig. 1 (saliency): input-gradient saliency of a robust model changes less between a clean image and a
+  perturbed version than that of a standard model (Spearman rank correlation between the two maps), under the
+  SAME perturbations for both (PGD transferred from a third model; random directions of equal norm as the
+  control), on every task x seed; plus the maps' edge alignment (Spearman correlation with the Sobel edges).
 
 Protocol (one place, used by every notebook and by ``python -m domaingap.chapters.p2``):
 
-- Tasks (``tasks.yaml``, :data:`TASKS`): every medical dataset of the mirror at its MedMNIST resolution (28 px;
-  MedNIST is restricted to its three CT classes, the closest analogue of P2's organ-CT tasks, and resized to
-  28 px) plus a natural control: Fashion-MNIST (28 x 28 x 1 like the medical tasks; CPU profiles) and CIFAR-10
-  at its native 32 x 32 x 3 (Ilyas et al.'s dataset; ``paper``). Pixels in [0, 1], native channels. Training
+- Tasks (``tasks.yaml``, :data:`TASKS`): the medical datasets of the mirror at MedMNIST's resolution (28 px;
+  MedNIST is restricted to its three CT classes, the closest analogue of P2's organ-CT tasks; knee X-ray KL
+  grades and brain MRI resized from 64 px) plus natural controls: Fashion-MNIST (28 x 28 x 1 like the gray
+  medical tasks), Imagenette (28 x 28 x 3, photographs) and CIFAR-10 at its native 32 x 32 x 3 (Ilyas et al.'s
+  dataset; ``paper``). Pixels in [0, 1], native channels. Training
   sets are a fixed seeded subset of the official training split (``n_train``), test sets a fixed seeded subset
   of the official test split (``n_test``); seeds vary only the training run.
 - L2 budgets are Ilyas et al.'s CIFAR values scaled with the square root of the input dimension,
@@ -46,9 +49,10 @@ from __future__ import annotations
 
 from ...claims import verdict
 from ...kernels.corruptions import corrupt, corruption_category, corruption_names, medmnistc_registry, to_uint8
-from ...kernels.saliency import input_saliency, rank_correlation
+from ...kernels.saliency import edge_alignment, input_saliency, rank_correlation
 from . import analysis, inputs, runs, specs, tasks
-from .analysis import (chance_tests, fig1_result, majority_rate, mmc_data, paired_test, robust_view, t_interval,
+from .analysis import (chance_tests, fig1_result, fig1_results, majority_rate, mmc_data, paired_test, robust_view,
+                       t_interval,
                        tab1_rows, tab1_table, tab2_rows, tab2_table, tab3_results, tab3_table, test_data, train_data,
                        trained)
 from .inputs import balanced_class_weights, derangement, head, targets
@@ -59,8 +63,10 @@ from .tasks import REF_DIM, TASKS, Task, get_task, load_task, scaled_eps
 PAPER = "P2"
 
 __all__ = [
-    "PAPER", "REF_DIM", "TASKS", "Task", "analysis", "balanced_class_weights", "chance_tests", "configs", "corrupt",
-    "corruption_category", "corruption_names", "dataset_spec", "derangement", "fig1_result", "get_task", "head",
+    "PAPER", "REF_DIM", "TASKS", "Task", "analysis", "edge_alignment", "balanced_class_weights", "chance_tests",
+    "configs", "corrupt",
+    "corruption_category", "corruption_names", "dataset_spec", "derangement", "fig1_result", "fig1_results",
+    "get_task", "head",
     "input_saliency", "inputs", "load_task", "majority_rate", "medmnistc_registry", "mmc_data", "mmc_data_spec",
     "mmc_eval_spec", "model_spec", "paired_test", "rank_correlation", "robust_eval_spec", "robust_view",
     "robust_view_spec", "runs", "saliency_spec", "scaled_eps", "specs", "sweeps", "t_interval", "tab1_rows",

@@ -20,9 +20,10 @@ import numpy as np
 from ... import devices
 from ... import runs as runlib
 from . import inputs, runs, specs
+from .tasks import get_task
 
-__all__ = ["balanced_accuracy_test", "chance_tests", "fig1_result", "majority_rate", "mcnemar_test", "mmc_data",
-           "paired_test", "robust_view", "t_interval",
+__all__ = ["balanced_accuracy_test", "chance_tests", "fig1_result", "fig1_results", "inversion_pairs", "majority_rate",
+           "mcnemar_test", "mmc_data", "paired_test", "robust_view", "saliency_pairs", "t_interval", "task_means",
            "tab1_rows", "tab1_table", "tab2_rows", "tab2_table", "tab3_results", "tab3_table", "test_data",
            "train_data", "trained"]
 
@@ -127,7 +128,9 @@ def tab3_table(plan: dict, done: dict[str, runlib.Entry]) -> dict:
     rows = []
     for ev in plan["evals"]:
         s, e = ev.spec["model"], done[ev.key].result
-        rows += [{"task": s["task"], "seed": s["seed"], "model": _model_label(s), "n": e["n"], **r} for r in e["rows"]]
+        domain = get_task(s["task"]).domain
+        rows += [{"task": s["task"], "domain": domain, "seed": s["seed"], "model": _model_label(s), "n": e["n"], **r}
+                 for r in e["rows"]]
     return {"rows": rows, "strength": strength, "data_specs": [d.spec for d in plan["data"]]}
 
 
@@ -138,12 +141,81 @@ def tab3_results(profile: str, progress: bool = True) -> dict:
     return tab3_table(plan, _computed(plan["data"] + plan["evals"], progress, "P2 Tab. 3"))
 
 
+def fig1_results(profile: str, progress: bool = True) -> list[dict]:
+    """Every saliency run of the Fig. 1 analogue at ``profile`` (one per task x seed of ``p2_fig1``): dicts of
+    ``task``, ``seed``, ``source_seed``, ``result`` (the run's result dict) and ``entry``."""
+    plan = specs.fig1_plan(profile)
+    entries = runlib.compute(plan, progress=progress, desc="P2 Fig. 1")
+    return [{"task": r.spec["standard"]["task"], "seed": r.spec["standard"]["seed"],
+             "source_seed": (r.spec.get("source") or {}).get("seed"), "result": e.result, "entry": e}
+            for r, e in zip(plan, entries)]
+
+
 def fig1_result(profile: str, progress: bool = True):
-    """The Fig. 1 analogue at ``profile``: ``(result, maps)``, the saliency run's result dict (``eps``, ``n``,
-    per model ``rho``, ``clean_accuracy``, ``adv_accuracy``) and its ``maps.npz`` (images, adversarial images,
-    saliency maps, predictions)."""
-    entry = runlib.compute([specs.fig1_plan(profile)], progress=progress, desc="P2 Fig. 1")[0]
-    return entry.result, np.load(entry.file("maps.npz"))
+    """The example of the Fig. 1 analogue at ``profile`` (``p2_fig1.task``, ``p2_fig1.seed``): ``(result, maps)``,
+    the saliency run's result dict (``eps``, ``n``, per model ``rho``, ``rho_transfer``, ``rho_random``,
+    ``edge_alignment``, accuracies) and its ``maps.npz`` (images, adversarial images, saliency maps,
+    predictions)."""
+    cfg = specs.configs(profile)["fig1"]
+    for item in fig1_results(profile, progress):
+        if item["task"] == cfg["task"] and item["seed"] == cfg["seed"]:
+            return item["result"], np.load(item["entry"].file("maps.npz"))
+    raise ValueError(f"p2_fig1 at {profile!r}: the example (task {cfg['task']!r}, seed {cfg['seed']}) is not among "
+                     f"its tasks x seeds")
+
+
+def _mean(values) -> float:
+    v = np.array([np.nan if x is None else x for x in values], dtype=float)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+
+
+def saliency_pairs(items: list[dict]) -> list[dict]:
+    """One row per standard / robust model pair of :func:`fig1_results` (the unit of the saliency tests): the
+    mean over images of the clean-vs-perturbed rank correlation per model and perturbation (``own``, ``transfer``,
+    ``random``), the mean edge alignment of the clean maps, and the robust - standard differences."""
+    rows = []
+    for it in items:
+        r = it["result"]
+        row = {"task": it["task"], "seed": it["seed"], "source_seed": it["source_seed"]}
+        for m in ("standard", "robust"):
+            row[f"{m}_own"] = _mean(r[m]["rho"])
+            row[f"{m}_transfer"] = _mean(r[m].get("rho_transfer", [None]))
+            row[f"{m}_random"] = _mean(r[m].get("rho_random", [None]))
+            row[f"{m}_edge"] = _mean(r[m].get("edge_alignment", [None]))
+            row[f"{m}_clean_acc"] = r[m]["clean_accuracy"]
+            row[f"{m}_transfer_acc"] = r[m].get("transfer_accuracy", math.nan)
+        for k in ("own", "transfer", "random", "edge"):
+            row[f"diff_{k}"] = row[f"robust_{k}"] - row[f"standard_{k}"]
+        rows.append(row)
+    return rows
+
+
+def inversion_pairs(rows: list[dict]) -> list[dict]:
+    """D_R vs D_NR per task x seed from Tab. 1's rows (:func:`tab1_table`): PGD accuracy of the model trained on
+    D_R, on D_NR, and the difference (same attacked images)."""
+    by = {(r["task"], r["seed"], r["variant"]): r for r in rows if r["variant"] in ("nr", "r")}
+    out = []
+    for (task, seed, v), r in sorted(by.items()):
+        if v != "r" or (task, seed, "nr") not in by:
+            continue
+        nr = by[(task, seed, "nr")]
+        out.append({"task": task, "seed": seed, "pgd_acc_D_R": r["pgd_accuracy"], "pgd_acc_D_NR": nr["pgd_accuracy"],
+                    "diff": r["pgd_accuracy"] - nr["pgd_accuracy"],
+                    "clean_bacc_D_R": r["test"]["balanced_accuracy"],
+                    "clean_bacc_D_NR": nr["test"]["balanced_accuracy"]})
+    return out
+
+
+def task_means(pairs: list[dict], columns: Sequence[str]) -> list[dict]:
+    """Per-task means over seeds of ``columns`` of ``pairs`` (rows with ``task`` and ``seed``): the task is the
+    unit of a claim across tasks; ``seeds`` counts the seeds averaged."""
+    tasks = list(dict.fromkeys(p["task"] for p in pairs))
+    out = []
+    for t in tasks:
+        sub = [p for p in pairs if p["task"] == t]
+        out.append({"task": t, "seeds": len(sub),
+                    **{c: float(np.nanmean([p[c] for p in sub])) for c in columns}})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- statistics

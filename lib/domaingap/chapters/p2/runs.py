@@ -28,7 +28,7 @@ import numpy as np
 from ... import data, devices, models, training
 from ...kernels import attacks
 from ...kernels.corruptions import corrupt, to_uint8
-from ...kernels.saliency import input_saliency, rank_correlation
+from ...kernels.saliency import edge_alignment, input_saliency, rank_correlation
 from ...runs import kind
 from .inputs import (attack_batch, balanced_class_weights, build, derangement, head, load_model, quiet_metrics,
                      targets, test_data, train_data)
@@ -344,13 +344,31 @@ def mmc_eval_run(spec: dict, inputs: dict, work: Path) -> dict:
     return {"rows": rows, "n": int(len(y))}
 
 
-@kind("p2_saliency",
-      upstream=lambda spec: {"standard": train_run(spec["standard"]), "robust": train_run(spec["robust"])})
+def _saliency_upstream(spec: dict) -> dict:
+    up = {"standard": train_run(spec["standard"]), "robust": train_run(spec["robust"])}
+    if spec.get("source") is not None:
+        up["source"] = train_run(spec["source"])
+    return up
+
+
+@kind("p2_saliency", upstream=_saliency_upstream, libraries=TORCH + ("scipy",))
 def saliency_run(spec: dict, inputs: dict, work: Path) -> dict:
-    """Fig. 1 analogue: for each model, attack ``n_images`` test images (seeded random subset) (untargeted L2
-    PGD against that model), take input-gradient saliency of the true class on the clean and the adversarial
-    image, and their Spearman correlation per image. Writes ``maps.npz`` (images, adversarial images, maps,
-    predictions) for the figure."""
+    """Fig. 1 analogue: input-gradient saliency of a standard and a robust model on ``n_images`` test images
+    (seeded random subset), on the clean image and on perturbed versions, and the Spearman correlation between
+    the clean and the perturbed map per image (:func:`domaingap.kernels.saliency.rank_correlation`).
+
+    Perturbations (L2, budget ``eps``):
+
+    - ``own``: untargeted PGD against the model itself (P2's Fig. 1; each model sees a different perturbation);
+    - ``transfer``: PGD against ``source``, a third (standard) model of the same task: the SAME perturbed images
+      for both models;
+    - ``random``: a uniformly random direction per image with the L2 norm of that image's transferred
+      perturbation (the same images for both models): the control for "any perturbation of that size".
+
+    Also the edge alignment of each clean map (:func:`domaingap.kernels.saliency.edge_alignment`: Spearman
+    correlation of the map with the image's Sobel edge magnitude). Writes ``maps.npz`` (images, own adversarial
+    images, maps, predictions) for the figure.
+    """
     import torch
 
 
@@ -359,10 +377,25 @@ def saliency_run(spec: dict, inputs: dict, work: Path) -> dict:
     x, y = head(x, y, spec["n_images"])
     eps, steps = spec["eps"], spec["pgd_steps"]
     arrays, out = {"x": x.numpy(), "y": y.numpy()}, {"eps": eps, "n": int(len(y))}
+    xd, yd = x.to(device), y.to(device)
+    shared = {}
+    if spec.get("source") is not None:
+        src = load_model(spec["source"], inputs["source"], device)
+        gen = torch.Generator(device=device).manual_seed(2025)
+        xt = attacks.pgd(src, xd, yd, eps, steps=steps, step_size=2.5 * eps / steps, norm="l2", generator=gen)
+        norms = (xt - xd).flatten(1).norm(dim=1)
+        gen_r = torch.Generator(device="cpu").manual_seed(2026)
+        direction = torch.randn(x.shape, generator=gen_r).to(device)
+        direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        xr = (xd + direction * norms.view(-1, 1, 1, 1)).clamp(0, 1)
+        with torch.no_grad():
+            out["source_adv_accuracy"] = float((src(xt).argmax(1) == yd).float().mean())
+        out["transfer_l2_mean"] = float(norms.mean())
+        out["random_l2_mean"] = float((xr - xd).flatten(1).norm(dim=1).mean())
+        shared = {"transfer": xt, "random": xr}
     for name in ("standard", "robust"):
         net = load_model(spec[name], inputs[name], device)
         gen = torch.Generator(device=device).manual_seed(2024)
-        xd, yd = x.to(device), y.to(device)
         xa = attacks.pgd(net, xd, yd, eps, steps=steps, step_size=2.5 * eps / steps, norm="l2", generator=gen)
         s_clean, s_adv = input_saliency(net, xd, yd), input_saliency(net, xa, yd)
         with torch.no_grad():
@@ -371,8 +404,17 @@ def saliency_run(spec: dict, inputs: dict, work: Path) -> dict:
         arrays.update({f"{name}_x_adv": xa.cpu().numpy(), f"{name}_sal_clean": s_clean.cpu().numpy(),
                        f"{name}_sal_adv": s_adv.cpu().numpy(), f"{name}_pred_clean": p_clean.numpy(),
                        f"{name}_pred_adv": p_adv.numpy()})
-        out[name] = {"rho": [None if not np.isfinite(r) else float(r) for r in rho],
-                     "clean_accuracy": float((p_clean == y).float().mean()),
-                     "adv_accuracy": float((p_adv == y).float().mean())}
+        res = {"rho": [None if not np.isfinite(r) else float(r) for r in rho],
+               "clean_accuracy": float((p_clean == y).float().mean()),
+               "adv_accuracy": float((p_adv == y).float().mean()),
+               "edge_alignment": [None if not np.isfinite(r) else float(r)
+                                  for r in edge_alignment(s_clean.cpu(), x)]}
+        for kind_name, xp in shared.items():
+            r = rank_correlation(s_clean, input_saliency(net, xp, yd))
+            with torch.no_grad():
+                acc = float((net(xp).argmax(1) == yd).float().mean())
+            res[f"rho_{kind_name}"] = [None if not np.isfinite(v) else float(v) for v in r]
+            res[f"{kind_name}_accuracy"] = acc
+        out[name] = res
     np.savez_compressed(work / "maps.npz", **arrays)
     return out

@@ -24,8 +24,8 @@ from .tasks import get_task, scaled_eps
 SECTIONS = ("models", "tab1", "tab2", "tab3", "fig1")
 
 __all__ = ["SECTIONS", "configs", "dataset_spec", "fig1_plan", "mmc_data_spec", "mmc_eval_spec", "model_spec",
-           "robust_eval_spec", "robust_view_spec", "saliency_spec", "sweeps", "tab1_plan", "tab1_robust_models",
-           "tab1_runs", "tab2_plan", "tab3_plan", "tradeoff_specs"]
+           "robust_eval_spec", "robust_view_spec", "saliency_spec", "source_seed", "sweeps", "tab1_plan",
+           "tab1_robust_models", "tab1_runs", "tab2_plan", "tab3_plan", "task_corruptions", "tradeoff_specs"]
 
 
 # the sweep names of sweeps(); the CLI checks --only against them before building any spec
@@ -148,19 +148,37 @@ def mmc_data_spec(task: str, corruption: str, cfg: dict) -> dict:
     return spec
 
 
+def task_corruptions(task: str) -> list[str]:
+    """The corruptions a task is evaluated under: its ``corruptions`` list, else every corruption of its MedMNIST-C
+    registry entry (in the package's order)."""
+    t = get_task(task)
+    if t.medmnistc is None:
+        raise ValueError(f"task {task!r} has no MedMNIST-C registry entry")
+    names = corruption_names(t.medmnistc)
+    if t.corruptions is None:
+        return names
+    unknown = [c for c in t.corruptions if c not in names]
+    if unknown:
+        raise ValueError(f"task {task!r}: corruptions {unknown} are not in MedMNIST-C entry {t.medmnistc!r} ({names})")
+    return list(t.corruptions)
+
+
 def mmc_eval_spec(model: dict, cfg: dict) -> dict:
-    """Spec of a MedMNIST-C evaluation of ``model``: every corruption of its task's registry entry."""
+    """Spec of a MedMNIST-C evaluation of ``model``: every corruption of :func:`task_corruptions`."""
     t = get_task(model["task"])
-    return {"model": model, "data": [mmc_data_spec(t.name, c, cfg) for c in ["none"] + corruption_names(t.medmnistc)]}
+    return {"model": model, "data": [mmc_data_spec(t.name, c, cfg) for c in ["none"] + task_corruptions(t.name)]}
 
 
-def saliency_spec(std: dict, rob: dict, cfg: dict) -> dict:
+def saliency_spec(std: dict, rob: dict, cfg: dict, source: dict | None = None) -> dict:
     """Spec of the Fig. 1 analogue: a standard and a robust model of the same task (``p2_fig1`` keys:
-    ``n_images``, ``eps_ref``, ``pgd_steps``)."""
+    ``n_images``, ``eps_ref``, ``pgd_steps``), and ``source``, a third (standard) model of the same task whose PGD
+    perturbations are transferred to both, so that both maps are compared under the SAME perturbations."""
     if std["task"] != rob["task"] or std["adversarial"] is not None or rob["adversarial"] is None:
         raise ValueError("saliency_spec needs a standard and a robust model spec of the same task")
+    if source is not None and (source["task"] != std["task"] or source in (std, rob)):
+        raise ValueError("the saliency transfer source must be a third model of the same task")
     t = get_task(std["task"])
-    return {"standard": std, "robust": rob, "n_images": cfg["n_images"],
+    return {"standard": std, "robust": rob, "source": source, "n_images": cfg["n_images"],
             "eps": scaled_eps(cfg["eps_ref"], t.input_shape), "pgd_steps": int(cfg["pgd_steps"])}
 
 
@@ -181,12 +199,12 @@ def tab1_plan(profile: str) -> list[dict]:
     mcfg, tcfg = cfg["models"], cfg["tab1"]
     plan = []
     for task in mcfg["tasks"]:
-        for seed in tcfg["seeds"]:
-            std = model_spec(task, mcfg, seed)
+        for seed in tcfg["seeds"]:  # D_rand / D_det
             for variant in tcfg["variants"]:
-                plan.append((task, seed, variant, std))
-            if task in (tcfg["inversion_tasks"] or []) and seed in tcfg["inversion_seeds"]:
-                plan.append((task, seed, "nr", std))
+                plan.append((task, seed, variant, model_spec(task, mcfg, seed)))
+        if task in (tcfg["inversion_tasks"] or []):  # D_NR / D_R: their own seeds
+            for seed in tcfg["inversion_seeds"]:
+                plan.append((task, seed, "nr", model_spec(task, mcfg, seed)))
                 plan.append((task, seed, "r", model_spec(task, mcfg, seed, robust=True)))
     items = []
     for task, seed, variant, src in plan:
@@ -203,11 +221,16 @@ def tab1_plan(profile: str) -> list[dict]:
 
 
 def tab1_robust_models(profile: str) -> list[Run]:
-    """The robust models of Tab. 1's seeds: they check the constructed sets and are the D_R sources."""
+    """The robust models of Tab. 1's seeds: they check the constructed D_rand / D_det sets and are the D_R sources."""
     cfg = configs(profile)
     mcfg, tcfg = cfg["models"], cfg["tab1"]
-    return [runs.train_run(model_spec(task, mcfg, seed, robust=True))
-            for task in mcfg["tasks"] for seed in tcfg["seeds"]]
+    out = {}
+    for task in mcfg["tasks"]:
+        seeds = list(tcfg["seeds"]) + (list(tcfg["inversion_seeds"]) if task in (tcfg["inversion_tasks"] or []) else [])
+        for seed in dict.fromkeys(seeds):
+            r = runs.train_run(model_spec(task, mcfg, seed, robust=True))
+            out.setdefault(r.key, r)
+    return list(out.values())
 
 
 def tab1_runs(profile: str, plan: list[dict] | None = None) -> list[Run]:
@@ -222,9 +245,11 @@ def tab2_plan(profile: str) -> list[dict]:
     evaluation with the APGD and eps-sweep checks on ``check_seeds``."""
     cfg = configs(profile)
     mcfg, tcfg = cfg["models"], cfg["tab2"]
+    # APGD on every robust model (its strength at its training budget), on standard models of check_seeds
     return [{"model": runs.train_run(s),
-             "eval": runs.robust_eval_run(robust_eval_spec(s, tcfg, apgd=s["seed"] in tcfg["check_seeds"],
-                                                       sweep=s["seed"] in tcfg["check_seeds"]))}
+             "eval": runs.robust_eval_run(robust_eval_spec(
+                 s, tcfg, apgd=s["seed"] in tcfg["check_seeds"] or s["adversarial"] is not None,
+                 sweep=s["seed"] in tcfg["check_seeds"]))}
             for s in tradeoff_specs(mcfg)]
 
 
@@ -233,7 +258,7 @@ def tab3_plan(profile: str) -> dict:
     standard / robust model of every task with a MedMNIST-C entry]}``."""
     cfg = configs(profile)
     mcfg, tcfg = cfg["models"], cfg["tab3"]
-    tasks = [t for t in mcfg["tasks"] if get_task(t).medmnistc is not None]
+    tasks = [t for t in mcfg["tasks"] if get_task(t).medmnistc is not None]  # medical tasks and natural controls
     evals = [runs.mmc_eval_run(mmc_eval_spec(s, tcfg)) for s in tradeoff_specs(mcfg, tasks)]
     data_runs = {}
     for ev in evals:
@@ -243,24 +268,52 @@ def tab3_plan(profile: str) -> dict:
     return {"data": list(data_runs.values()), "evals": evals}
 
 
-def fig1_plan(profile: str) -> Run:
-    """The Fig. 1 analogue: saliency of the standard and robust model (seed ``fig1.seed``) of ``fig1.task``."""
+def source_seed(seed: int, seeds: Sequence[int]) -> int:
+    """The seed of the standard model whose perturbations are transferred to the pair of ``seed``: the next seed
+    of ``seeds`` (cyclically), so that no extra model is trained; ``seed + 1`` when ``seeds`` has one seed."""
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2 or seed not in seeds:
+        return int(seed) + 1
+    return seeds[(seeds.index(seed) + 1) % len(seeds)]
+
+
+def fig1_plan(profile: str) -> list[Run]:
+    """The Fig. 1 analogue: one saliency run per task x seed of ``fig1.tasks`` x ``fig1.seeds`` (the standard and
+    robust model of that seed, perturbations transferred from the standard model of :func:`source_seed`)."""
     cfg = configs(profile)
     mcfg, fcfg = cfg["models"], cfg["fig1"]
-    std = model_spec(fcfg["task"], mcfg, fcfg["seed"])
-    rob = model_spec(fcfg["task"], mcfg, fcfg["seed"], robust=True)
-    return runs.saliency_run(saliency_spec(std, rob, fcfg))
+    out = []
+    for task in fcfg["tasks"]:
+        for seed in fcfg["seeds"]:
+            std = model_spec(task, mcfg, seed)
+            rob = model_spec(task, mcfg, seed, robust=True)
+            src = model_spec(task, mcfg, source_seed(seed, fcfg["seeds"]))
+            out.append(runs.saliency_run(saliency_spec(std, rob, fcfg, src)))
+    return out
 
 
 def sweeps(profile: str) -> dict[str, list[Run]]:
     """Every run the chapter's notebooks read at ``profile``, by sweep: ``models`` (the standard / robust models
-    of every task x seed, shared by the tables), ``tab1``, ``tab2``, ``tab3``, ``fig1``."""
+    of every task x seed, shared by the tables), ``tab2``, ``tab3``, ``fig1``, ``tab1``.
+
+    Each run is listed in the FIRST sweep that needs it only (a model shared by Tab. 2, Tab. 3, Fig. 1 and Tab. 1
+    is in ``models``), so that the recorded compute summed over the sweeps is the chapter's compute, each run
+    counted once. Computing one sweep alone still computes what it needs upstream first."""
     mcfg = configs(profile)["models"]
     tab3 = tab3_plan(profile)
-    return {
+    made = {
         "models": [runs.train_run(s) for s in tradeoff_specs(mcfg)],
         "tab2": [r for item in tab2_plan(profile) for r in (item["model"], item["eval"])],
         "tab3": tab3["data"] + tab3["evals"],
-        "fig1": [fig1_plan(profile)],
+        "fig1": fig1_plan(profile),
         "tab1": tab1_runs(profile),
     }
+    seen: set[str] = set()
+    out = {}
+    for name, items in made.items():
+        out[name] = []
+        for r in items:
+            if r.key not in seen:
+                seen.add(r.key)
+                out[name].append(r)
+    return out

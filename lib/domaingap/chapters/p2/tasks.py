@@ -23,9 +23,11 @@ from ... import data
 
 TASKS_FILE = Path(__file__).with_name("tasks.yaml")
 REF_DIM = 3 * 32 * 32  # input dimension of Ilyas et al.'s CIFAR-10, where their L2 budgets were set
-FIELDS = ("name", "dataset", "classes", "size", "channels", "medmnistc", "title", "note")
+FIELDS = ("name", "dataset", "classes", "size", "channels", "medmnistc", "corruptions", "title", "note")
+OPTIONAL = ("corruptions", "note")
 
-__all__ = ["REF_DIM", "TASKS", "TASKS_FILE", "TASK_TABLE", "Task", "get_task", "load_task", "read_tasks", "scaled_eps"]
+__all__ = ["REF_DIM", "TASKS", "TASKS_FILE", "TASK_TABLE", "Task", "data_split", "get_task", "load_task", "read_tasks",
+           "scaled_eps"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,8 @@ class Task:
 
     ``dataset``/``classes``/``size``/``channels`` are passed to :func:`domaingap.data.load` (``classes=None``:
     all classes of the dataset). ``medmnistc``: the MedMNIST-C registry entry whose corruptions and severity
-    parameters apply to this task (None: no MedMNIST-C evaluation).
+    parameters apply to this task (None: no MedMNIST-C evaluation); ``corruptions``: the ones of that entry
+    used (None: all; the natural controls use the families every medical entry shares).
     """
 
     name: str
@@ -45,6 +48,7 @@ class Task:
     medmnistc: str | None
     title: str
     note: str = ""
+    corruptions: tuple[str, ...] | None = None
 
     @property
     def domain(self) -> str:
@@ -73,7 +77,7 @@ def _task(entry, where: str) -> Task:
         raise ValueError(f"{where}: field 'name' must be a non-empty string, got {name!r}")
     where = f"{where} (task {name!r})"
     unknown = [k for k in entry if k not in FIELDS]
-    missing = [k for k in FIELDS if k not in entry and k != "note"]
+    missing = [k for k in FIELDS if k not in entry and k not in OPTIONAL]
     if unknown or missing:
         raise ValueError(f"{where}: unknown field(s) {unknown}, missing field(s) {missing}; the fields are "
                          f"{', '.join(FIELDS)}")
@@ -98,11 +102,18 @@ def _task(entry, where: str) -> Task:
         raise ValueError(f"{where}: field 'channels' = {entry['channels']!r} must be 1 or 3")
     if entry["medmnistc"] is not None and not isinstance(entry["medmnistc"], str):
         raise ValueError(f"{where}: field 'medmnistc' = {entry['medmnistc']!r} must be null or a registry name")
+    corruptions = entry.get("corruptions")
+    if corruptions is not None:
+        if (entry["medmnistc"] is None or not isinstance(corruptions, list) or not corruptions
+                or not all(isinstance(c, str) and c for c in corruptions) or len(set(corruptions)) != len(corruptions)):
+            raise ValueError(f"{where}: field 'corruptions' = {corruptions!r} must be null or a non-empty list of "
+                             f"distinct corruption names of the 'medmnistc' entry (which must then be set)")
+        corruptions = tuple(corruptions)
     for key in ("title", "note"):
         if not isinstance(entry.get(key, ""), str):
             raise ValueError(f"{where}: field {key!r} = {entry[key]!r} must be a string")
     return Task(name, entry["dataset"], classes, entry["size"], entry["channels"], entry["medmnistc"], entry["title"],
-                entry.get("note", ""))
+                entry.get("note", ""), corruptions)
 
 
 def read_tasks(path: Path | str = TASKS_FILE) -> dict[str, Task]:
@@ -149,9 +160,19 @@ def load_task(task: str | Task, split: str, *, n: int | None = None, seed: int =
     return _load_task(t.name, split, n, int(seed))
 
 
+def data_split(dataset: str, split: str) -> str:
+    """The dataset's split that serves as ``split``: a release without a ``test`` split (Imagenette: train / val)
+    is tested on its held-out ``val`` split."""
+    sizes = data.info(dataset).split_sizes
+    if split == "test" and "test" not in sizes and "val" in sizes:
+        return "val"
+    return split
+
+
 @lru_cache(maxsize=8)
 def _load_task(name: str, split: str, n: int | None, seed: int):
     t = get_task(name)
+    split = data_split(t.dataset, split)
     _, labels = data.load_arrays(t.dataset, split)
     total = len(labels) if t.classes is None else int(np.isin(labels, t.classes).sum())
     # only the requested subset is converted to float and resized (MedNIST and CIFAR-10 have ~50k images)
