@@ -20,8 +20,9 @@ stays closer to itself in early layers.
 
 Protocol (one place, used by every notebook and by ``python -m domaingap.chapters.p3``):
 
-- ONE image format for every dataset: ``image_size`` px (28: the MedMNIST targets' native size; MedNIST and
-  CIFAR-10 are resized, bilinear and antialiased), 1 channel (ITU-R 601 luma for RGB sets), pixels in [0, 1].
+- ONE image format for every dataset: ``image_size`` px (28: the MedMNIST targets' native size; the 64 px
+  sets, MedNIST, Imagenette, knee and brain MRI, are resized, bilinear and antialiased), 1 channel (ITU-R 601
+  luma for RGB sets), pixels in [0, 1].
   One channel because every target but RetinaMNIST and the medical source are grey; an RGB ImageNet first conv
   is summed over its input channels when loaded (:func:`domaingap.models.load_pretrained`), which gives the same
   response to a grey image as the RGB filter on the grey image repeated three times.
