@@ -12,8 +12,7 @@ Published numbers (``published.yaml``; Juodelyte et al., TMLR 2023, from the rep
 The statistics helpers (:func:`agreement`, :func:`agreement_test`, :func:`paired_summary`, :func:`spearman_ci`,
 :func:`holm`, :func:`verdict_from_test`) are the chapter's former ones (kept for their tests); the notebooks use
 ``domaingap.stats`` (e.g. :func:`domaingap.stats.signed_rank`, the Wilcoxon test with Tukey's interval for its
-pseudo-median) and the one result below that it has no equivalent for: :func:`page_trend` (Page's trend test
-with an effect size and its interval), a :class:`domaingap.stats.StatResult` for ``claims.record(result=...)``.
+pseudo-median, and :func:`domaingap.stats.page_trend`, Page's trend test over the layers, which lived here).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from .. import published as _published
 from .tasks import LAYER_LABELS, MEASURES, inits
 
 __all__ = ["PAPER_AUC", "PAPER_CCA_CHEST", "PAPER_PRED_SIM", "PAPER_TARGET", "agreement", "agreement_test",
-           "auc_table", "finetune_frame", "holm", "load_predictions", "page_trend", "paired_summary", "paper_value",
+           "auc_table", "finetune_frame", "holm", "load_predictions", "paired_summary", "paper_value",
            "similarity_frame", "spearman_ci", "verdict_from_test"]
 
 _PUBLISHED = _published("p3")
@@ -239,43 +238,3 @@ def verdict_from_test(effect_sign: float, p: float, *, expected_sign: int, alpha
         return "not reproduced"
     return "inconclusive"
 
-
-def page_trend(matrix, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0, unit: str = ""):
-    """Page's (1963) trend test of a monotone change along the columns of ``matrix`` (``(m, k)``: m independent
-    blocks, e.g. networks, by k ordered conditions, e.g. layers from shallow to deep), two-sided: twice the
-    smaller of ``scipy.stats.page_trend_test``'s p-values for an increasing and a decreasing order (capped at 1).
-
-    The estimate is the mean over blocks of Spearman's rho between the column order and each row (+1: every
-    row increases; -1: every row decreases); Page's L is a linear function of it when rows have no ties
-    (L = m k (k^2 - 1) (rho + 3 (k + 1) / (k - 1)) / 12). Its interval is the BCa bootstrap of that mean over
-    blocks (:func:`domaingap.stats.bootstrap_ci`). ``domaingap.stats`` has no trend test; this is the chapter's.
-
-    Returns:
-        :class:`domaingap.stats.StatResult` (estimand ``mean Spearman rho with depth``), ``statistic`` = L of the
-        increasing order, ``extra``: ``L_decreasing``, ``p_increasing``, ``p_decreasing``, ``per_row`` (rho).
-    """
-    from scipy import stats as sps
-
-    from ... import stats
-
-    x = np.asarray(matrix, dtype=float)
-    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 3 or not np.isfinite(x).all():
-        raise ValueError(f"page_trend needs a finite (m >= 2, k >= 3) matrix, got shape {x.shape}")
-    k = x.shape[1]
-    up = sps.page_trend_test(x, predicted_ranks=list(range(1, k + 1)))
-    down = sps.page_trend_test(x, predicted_ranks=list(range(k, 0, -1)))
-    order = np.arange(k, dtype=float)
-    rho = np.array([sps.spearmanr(order, row).statistic if np.ptp(row) > 0 else 0.0 for row in x])
-    p = float(min(1.0, 2 * min(up.pvalue, down.pvalue)))
-    if np.ptp(rho) == 0:
-        low = high = float(rho[0])
-        ci_method, notes = "degenerate (every row has the same rho)", ()
-    else:
-        ci = stats.bootstrap_ci(rho, np.mean, level=level, n_resamples=n_resamples, seed=seed, unit=unit)
-        low, high, ci_method, notes = ci.low, ci.high, ci.ci_method, ci.notes
-    return stats.StatResult(test=f"Page's trend test ({up.method})", estimand="mean Spearman rho with depth",
-                            estimate=float(rho.mean()), low=low, high=high, level=level, ci_method=ci_method, p=p,
-                            alternative="two-sided", statistic=float(up.statistic), n=(x.shape[0],), unit=unit,
-                            notes=notes, extra={"L_decreasing": float(down.statistic),
-                                                "p_increasing": float(up.pvalue), "p_decreasing": float(down.pvalue),
-                                                "per_row": rho.tolist()})
