@@ -23,7 +23,8 @@ from . import inputs, runs, specs
 from .tasks import get_task
 
 __all__ = ["balanced_accuracy_test", "chance_tests", "fig1_result", "fig1_results", "inversion_pairs", "majority_rate",
-           "mcnemar_test", "mmc_data", "paired_test", "robust_view", "saliency_pairs", "t_interval", "task_means",
+           "mcnemar_test", "mmc_data", "paired_test", "robust_view", "saliency_pairs", "swap_by_task", "t_interval",
+           "task_means",
            "tab1_rows", "tab1_table", "tab2_rows", "tab2_table", "tab3_results", "tab3_table", "test_data",
            "train_data", "trained"]
 
@@ -346,3 +347,24 @@ def balanced_accuracy_test(y_true, y_pred, *, n_resamples: int = 9999, seed: int
                    extra={"balanced_accuracy": ct.balanced_accuracy, "chance": ct.chance_balanced,
                           "accuracy": ct.accuracy, "majority_rate": ct.majority_rate, "p_accuracy": ct.p_accuracy,
                           "n_classes": ct.n_classes})
+
+
+def swap_by_task(diff, *, alpha: float = 0.05):
+    """The signed-rank rule over task-seed model pairs, on these very differences (robust - standard; a Series
+    indexed by ``task`` and ``seed``) with robust and standard swapped for ALL seeds of a task together, over
+    every one of the ``2 ** tasks`` swap patterns (:func:`domaingap.stats.relabel_calibration`). Seeds of one
+    task share its data, so if the pairs were not independent units the rule would reject on more than alpha of
+    the patterns; the claim is then flagged."""
+    from ... import stats
+
+    tasks = list(diff.index.get_level_values("task"))
+    names = list(dict.fromkeys(tasks))
+    block = np.array([names.index(t) for t in tasks])
+    values = np.asarray(diff, dtype=float)
+
+    def rejects(signs):
+        d = values * signs[block]
+        return bool(np.any(d != 0)) and stats.signed_rank(d).p < alpha
+
+    return stats.relabel_calibration("robust and standard swapped per task (all its seeds together)", rejects,
+                                     stats.swap_relabellings(len(names)), alpha=alpha)
