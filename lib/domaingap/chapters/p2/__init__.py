@@ -69,7 +69,7 @@ __all__ = [
     "get_task", "head",
     "input_saliency", "inputs", "load_task", "majority_rate", "medmnistc_registry", "mmc_data", "mmc_data_spec",
     "mmc_eval_spec", "model_spec", "paired_test", "rank_correlation", "robust_eval_spec", "robust_view",
-    "robust_view_spec", "runs", "saliency_spec", "scaled_eps", "swap_by_task", "specs", "sweeps", "t_interval", "tab1_rows",
-    "tab1_table", "tab2_rows", "tab2_table", "tab3_results", "tab3_table", "targets", "tasks", "test_data",
+    "robust_view_spec", "runs", "saliency_spec", "scaled_eps", "swap_by_task", "specs", "sweeps", "t_interval",
+    "tab1_rows", "tab1_table", "tab2_rows", "tab2_table", "tab3_results", "tab3_table", "targets", "tasks", "test_data",
     "to_uint8", "tradeoff_specs", "train_data", "trained", "verdict",
 ]
