@@ -15,7 +15,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
 from domaingap import models, paths, runs
@@ -81,47 +80,6 @@ def test_agreement_test_direction():
     opposite = p3.agreement_test(a, ~a)
     assert same["p"] < 1e-10 and opposite["p"] > 0.99
     assert same["table"][0][1] == 0 and same["table"][1][0] == 0
-
-
-# ----------------------------------------------------------------------------------------------- statistics
-
-def test_paired_summary_matches_scipy():
-    d = np.array([0.05, 0.12, -0.02, 0.08, 0.10, 0.03, 0.07])
-    r = p3.paired_summary(d, alternative="greater")
-    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
-    assert r["mean"] == pytest.approx(d.mean()) and r["lo"] == pytest.approx(lo) and r["hi"] == pytest.approx(hi)
-    assert r["wilcoxon_p"] == pytest.approx(stats.wilcoxon(d, alternative="greater").pvalue)
-    # rank-biserial: (R+ - R-) / (R+ + R-); only -0.02 (rank 1) is negative, so (28 - 1 - 1) / 28
-    assert r["rank_biserial"] == pytest.approx((28 - 2) / 28)
-    with pytest.raises(ValueError, match="at least 2"):
-        p3.paired_summary([0.1])
-
-
-def test_spearman_within_groups_removes_between_group_effect():
-    rng = np.random.default_rng(1)
-    groups = np.repeat([0, 1, 2], 30)
-    # strong correlation between group means, none within groups
-    x = groups * 10 + rng.normal(size=90)
-    y = groups * 10 + rng.normal(size=90)
-    x0, y0 = x.copy(), y.copy()
-    pooled = p3.spearman_ci(x, y, n_boot=200)
-    within = p3.spearman_ci(x, y, groups=groups, n_boot=200)
-    assert np.array_equal(x, x0) and np.array_equal(y, y0)  # inputs untouched
-    assert pooled["rho"] == pytest.approx(stats.spearmanr(x, y).statistic) and pooled["rho"] > 0.8
-    means = np.array([[x[groups == g].mean(), y[groups == g].mean()] for g in range(3)])
-    ref = stats.spearmanr(x - means[groups, 0], y - means[groups, 1])
-    assert within["rho"] == pytest.approx(ref.statistic) and abs(within["rho"]) < 0.3
-    assert within["p"] == pytest.approx(ref.pvalue) and within["lo"] < within["rho"] < within["hi"]
-
-
-def test_holm_known_answer():
-    assert p3.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
-
-
-def test_verdict_from_test():
-    assert p3.verdict_from_test(0.1, 0.01, expected_sign=1) == "reproduced"
-    assert p3.verdict_from_test(-0.1, 0.01, expected_sign=1) == "not reproduced"
-    assert p3.verdict_from_test(0.1, 0.2, expected_sign=1) == "inconclusive"
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -330,7 +288,7 @@ def test_code_closures_hold_what_shapes_each_result_and_no_analysis():
     }
     analysis_fns = [_qualname(f) for name, f in vars(analysis).items()
                     if callable(f) and getattr(f, "__module__", "") == analysis.__name__]
-    assert "domaingap.chapters.p3.analysis.auc_table" in analysis_fns and len(analysis_fns) >= 10
+    assert "domaingap.chapters.p3.analysis.auc_table" in analysis_fns and len(analysis_fns) >= 6
     for kind, fns in wanted.items():
         found = code.closure([kind])
         missing = [_qualname(f) for f in fns if _qualname(f) not in found]

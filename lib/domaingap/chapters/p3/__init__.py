@@ -67,8 +67,7 @@ from __future__ import annotations
 
 from ...kernels.similarity import layer_similarity
 from .analysis import (PAPER_AUC, PAPER_CCA_CHEST, PAPER_PRED_SIM, PAPER_TARGET, agreement, agreement_test,
-                       auc_table, finetune_frame, holm, load_predictions, paired_summary, paper_value,
-                       similarity_frame, spearman_ci, verdict_from_test)
+                       auc_table, finetune_frame, load_predictions, paper_value, similarity_frame)
 from .images import folds, load_images, probe_images, target_pool, validation_split
 from .networks import (build, early_stop, fit_early_stopping, init_model, load_state, materialise, save_state,
                        warmup_head, weights_init)
@@ -83,13 +82,13 @@ from .tasks import (FR, LAYER_LABELS, LAYERS, MEASURES, ORIGINS, PAPER, RANDOM, 
 __all__ = [
     "FR", "LAYERS", "LAYER_LABELS", "MEASURES", "PAPER", "PAPER_AUC", "PAPER_CCA_CHEST", "PAPER_PRED_SIM",
     "PAPER_TARGET", "RANDOM", "SECTION", "agreement", "agreement_test", "auc_table", "build", "check_config",
-    "config", "finetune", "finetune_frame", "finetune_runs", "finetune_spec", "finetune_specs", "folds", "holm",
+    "config", "finetune", "finetune_frame", "finetune_runs", "finetune_spec", "finetune_specs", "folds",
     "init_label", "init_model", "init_source", "inits", "layer_similarity", "load_images", "load_predictions",
-    "load_state", "materialise", "pair_label", "paired_summary", "paper_value", "pretrain", "pretrain_runs",
+    "load_state", "materialise", "pair_label", "paper_value", "pretrain", "pretrain_runs",
     "pretrain_seed", "pretrain_spec", "pretrain_specs", "probe_images", "random_seed", "reference_run",
     "run_finetune", "run_pretrain", "run_similarity", "save_state", "similarities", "similarity_frame",
     "similarity_models", "similarity_pairs", "similarity_runs", "similarity_spec", "similarity_specs",
-    "source_init", "spearman_ci", "sweeps", "target_pool", "verdict_from_test", "warmup_head", "weights_init",
+    "source_init", "sweeps", "target_pool", "warmup_head", "weights_init",
     "ORIGINS", "channels_last", "early_stop", "fit_early_stopping", "matched_cca", "matched_rows", "origin_overlap",
     "replica_inits", "validation_split",
 ]

@@ -9,15 +9,14 @@ Published numbers (``published.yaml``; Juodelyte et al., TMLR 2023, from the rep
 :data:`PAPER_PRED_SIM` (target -> (observed, baseline)), :data:`PAPER_CCA_CHEST` (pair -> 5 layers),
 :func:`paper_value` (a claim's paper value).
 
-The statistics helpers (:func:`agreement`, :func:`agreement_test`, :func:`paired_summary`, :func:`spearman_ci`,
-:func:`holm`, :func:`verdict_from_test`) are the chapter's former ones (kept for their tests); the notebooks use
+The agreement helpers (:func:`agreement`, :func:`agreement_test`) give the prediction-similarity notebook its
+per-pair table rows (their tests are in tests/test_p3.py); for every test the notebooks use
 ``domaingap.stats`` (e.g. :func:`domaingap.stats.signed_rank`, the Wilcoxon test with Tukey's interval for its
 pseudo-median, and :func:`domaingap.stats.page_trend`, Page's trend test over the layers, which lived here).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -27,8 +26,7 @@ from .. import published as _published
 from .tasks import LAYER_LABELS, MEASURES, inits
 
 __all__ = ["PAPER_AUC", "PAPER_CCA_CHEST", "PAPER_PRED_SIM", "PAPER_TARGET", "agreement", "agreement_test",
-           "auc_table", "finetune_frame", "holm", "load_predictions", "paired_summary", "paper_value",
-           "similarity_frame", "spearman_ci", "verdict_from_test"]
+           "auc_table", "finetune_frame", "load_predictions", "paper_value", "similarity_frame"]
 
 _PUBLISHED = _published("p3")
 PAPER_AUC: dict[str, dict[str, tuple[float, float]]] = {
@@ -146,95 +144,3 @@ def agreement_test(correct_a, correct_b) -> dict[str, float]:
     table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
     res = stats.fisher_exact(table, alternative="greater")
     return {"odds_ratio": float(res.statistic), "p": float(res.pvalue), "table": table}
-
-
-def paired_summary(diff, *, alternative: str = "two-sided", confidence: float = 0.95) -> dict[str, float]:
-    """Mean of paired differences with a t-based CI and a Wilcoxon signed-rank test.
-
-    Args:
-        diff: ``(n,)`` paired differences (e.g. AUC of one init minus another, fold by fold).
-        alternative: of the Wilcoxon test: ``"two-sided"``, ``"greater"`` (mean > 0) or ``"less"``.
-
-    Returns:
-        ``mean``, ``lo``, ``hi`` (t-based CI), ``sd``, ``n``, ``wilcoxon_p``, ``rank_biserial`` (matched-pairs
-        rank-biserial correlation, the Wilcoxon effect size in [-1, 1]).
-    """
-    from scipy import stats
-
-    d = np.asarray(diff, dtype=float)
-    d = d[np.isfinite(d)]
-    n = len(d)
-    if n < 2:
-        raise ValueError(f"need at least 2 finite paired differences, got {n}")
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n))
-    nz = d[d != 0]
-    if len(nz):
-        p = float(stats.wilcoxon(nz, alternative=alternative).pvalue)
-        ranks = stats.rankdata(np.abs(nz))
-        rbc = float((ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum())
-    else:
-        p, rbc = 1.0, 0.0
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "sd": sd, "n": n, "wilcoxon_p": p,
-            "rank_biserial": rbc}
-
-
-def spearman_ci(x, y, *, groups=None, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
-                ) -> dict[str, float]:
-    """Spearman correlation of ``x`` and ``y`` (``(n,)`` each) with a percentile bootstrap CI.
-
-    With ``groups`` (``(n,)`` labels, e.g. the target dataset), both variables are first centred within each
-    group, so the correlation is the within-group one (a dataset that is easy for every initialisation cannot
-    create a spurious correlation across datasets). The p-value is scipy's (t approximation).
-    """
-    from scipy import stats
-
-    x = np.array(x, dtype=float)  # copies: centring below must not touch the caller's arrays
-    y = np.array(y, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"x and y must be 1-D arrays of one length, got shapes {x.shape} and {y.shape}")
-    if groups is not None:
-        g = np.asarray(groups)
-        if g.shape != x.shape:
-            raise ValueError(f"groups must have shape {x.shape}, got {g.shape}")
-        for v in np.unique(g):
-            m = g == v
-            x[m] -= x[m].mean()
-            y[m] -= y[m].mean()
-    n = len(x)
-    if n < 4:
-        raise ValueError(f"need at least 4 points for a Spearman correlation with a bootstrap CI, got {n}")
-    res = stats.spearmanr(x, y)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        i = rng.integers(0, n, n)
-        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
-            boots.append(stats.spearmanr(x[i], y[i]).statistic)
-    lo, hi = np.quantile(boots, [(1 - confidence) / 2, (1 + confidence) / 2]) if boots else (np.nan, np.nan)
-    return {"rho": float(res.statistic), "p": float(res.pvalue), "lo": float(lo), "hi": float(hi), "n": n}
-
-
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (same order as given)."""
-    p = np.asarray(pvalues, dtype=float)
-    order = np.argsort(p)
-    adj = np.empty_like(p)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        adj[i] = running
-    return adj.tolist()
-
-
-def verdict_from_test(effect_sign: float, p: float, *, expected_sign: int, alpha: float = 0.05) -> str:
-    """``reproduced`` when the effect has the paper's sign and p < alpha, ``not reproduced`` when it has the
-    opposite sign and p < alpha, otherwise ``inconclusive``."""
-    if not math.isfinite(p):
-        return "inconclusive"
-    if p < alpha and np.sign(effect_sign) == expected_sign:
-        return "reproduced"
-    if p < alpha and np.sign(effect_sign) == -expected_sign:
-        return "not reproduced"
-    return "inconclusive"
-
