@@ -354,7 +354,7 @@ def swap_by_task(diff, *, alpha: float = 0.05):
     indexed by ``task`` and ``seed``) with robust and standard swapped for ALL seeds of a task together, over
     every one of the ``2 ** tasks`` swap patterns (:func:`domaingap.stats.relabel_calibration`). Seeds of one
     task share its data, so if the pairs were not independent units the rule would reject on more than alpha of
-    the patterns; the claim is then flagged."""
+    the patterns; then the chapter decides at the task level and shows the pair-level test as description."""
     from ... import stats
 
     tasks = list(diff.index.get_level_values("task"))
