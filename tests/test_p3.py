@@ -280,7 +280,7 @@ def test_code_closures_hold_what_shapes_each_result_and_no_analysis():
         p3.run_pretrain: shared + [p3.load_images, data.load, p3.save_state],
         p3.run_finetune: shared + [p3.target_pool, p3.folds, p3.load_images, p3.init_model, p3.warmup_head,
                                    models.load_pretrained, models.penultimate, training.predict_proba,
-                                   p3.save_state, p3.validation_split, p3.fit_early_stopping, p3.early_stop,
+                                   p3.save_state, p3.validation_split, training.early_stop,
                                    p3.channels_last],
         p3.run_similarity: [p3.probe_images, p3.materialise, p3.init_model, p3.load_state, p3.pair_label,
                             similarity.activations, similarity.layer_similarity, models.build_model,
@@ -343,33 +343,6 @@ def test_pretrained_init_needs_its_upstream_file():
 
 
 # ----------------------------------------------------------------------------------------------- issue 16
-
-def test_early_stop_picks_the_best_validation_epoch():
-    losses = [1.0, 0.8, 0.9, 0.7, 0.75, 0.8, 0.9]
-    # epoch 4 (0.7) is best; with patience 2 training stops after epoch 6, two epochs without improvement
-    assert [p3.early_stop(losses[:e], patience=2) for e in (1, 4, 5, 6)] == [(1, False), (4, False), (4, False),
-                                                                            (4, True)]
-    assert p3.early_stop([0.5, 0.5, 0.6], patience=5) == (1, False)  # ties: the first epoch
-    assert p3.early_stop([float("nan"), 0.9], patience=1) == (2, False)  # NaN is never best
-    with pytest.raises(ValueError, match="patience must be >= 1"):
-        p3.early_stop([1.0], patience=0)
-
-
-def test_fit_early_stopping_restores_the_best_epoch_weights():
-    torch.manual_seed(0)
-    x = torch.rand(64, 1, 12, 12)
-    y = (x.mean((1, 2, 3)) > x.mean()).long()
-    xv, yv = torch.rand(16, 1, 12, 12), torch.randint(0, 2, (16,))
-    model = p3.build(TINY, 2, 0)
-    hist = p3.fit_early_stopping(model, x, y, xv, yv, max_epochs=6, patience=2, batch_size=16, lr=1e-2,
-                                 weight_decay=0.0, seed=0)
-    best, _ = p3.early_stop(hist["val_loss"], patience=2)
-    assert hist["best_epoch"] == best and hist["epochs_run"] == len(hist["val_loss"]) <= 6
-    from domaingap import training
-
-    # the kept weights are the best epoch's: their validation loss is the recorded minimum
-    assert training.evaluate(model, xv, yv)["loss"] == pytest.approx(min(hist["val_loss"]), rel=1e-5)
-
 
 def test_validation_split_is_carved_from_the_training_part():
     y = np.array([0] * 30 + [1] * 10 + [2] * 5)

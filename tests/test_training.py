@@ -102,6 +102,8 @@ def test_fit_adversarial_path_runs():
         (dict(class_weights=[1.0, 1.0, 1.0]), "class_weights"),
         (dict(adversarial={"eps": 0.1, "iters": 3}), "iters"),
         (dict(adversarial={"steps": 3}), "eps"),
+        (dict(patience=2), "needs validation data"),
+        (dict(patience=0, x_val=torch.rand(4, 1, 4, 4), y_val=torch.zeros(4, dtype=torch.long)), "positive int"),
     ],
 )
 def test_fit_rejects_bad_inputs(change, fragment):
@@ -111,6 +113,48 @@ def test_fit_rejects_bad_inputs(change, fragment):
     with pytest.raises(ValueError) as info:
         training.fit(_mlp(), kwargs.pop("x"), kwargs.pop("y"), **kwargs)
     assert fragment in str(info.value)
+
+
+def test_early_stop_picks_the_best_validation_epoch():
+    losses = [1.0, 0.8, 0.9, 0.7, 0.75, 0.8, 0.9]
+    # epoch 4 (0.7) is best; with patience 2 training stops after epoch 6, two epochs without improvement
+    assert [training.early_stop(losses[:e], patience=2) for e in (1, 4, 5, 6)] == [(1, False), (4, False),
+                                                                                  (4, False), (4, True)]
+    assert training.early_stop([0.5, 0.5, 0.6], patience=5) == (1, False)  # ties: the first epoch
+    assert training.early_stop([float("nan"), 0.9], patience=1) == (2, False)  # NaN is never best
+    with pytest.raises(ValueError, match="patience must be an int >= 1"):
+        training.early_stop([1.0], patience=0)
+    with pytest.raises(ValueError, match="at least one"):
+        training.early_stop([], patience=1)
+
+
+def test_fit_with_patience_stops_and_restores_the_best_epoch():
+    # a high learning rate on few examples overfits: validation loss turns up, so training must stop early
+    x, y = _blobs(32, size=4)
+    xv, yv = _blobs(64, seed=3, size=4)
+    yv = yv[torch.randperm(64, generator=torch.Generator().manual_seed(0))]  # shuffled labels: val loss rises
+    model = _mlp()
+    hist = training.fit(model, x, y, epochs=40, batch_size=8, lr=3e-2, seed=0, x_val=xv, y_val=yv, patience=3,
+                        progress=False)
+    run = len(hist["epoch"])
+    best = hist["best_epoch"][-1]
+    assert all(len(v) == run for v in hist.values())
+    assert run < 40 and run - best == 3  # stopped by the rule, three epochs after the best
+    assert (best, True) == training.early_stop(hist["val_loss"], 3)
+    # the kept weights are the best epoch's: their validation loss is the recorded minimum, not the last one
+    assert training.evaluate(model, xv, yv)["loss"] == pytest.approx(min(hist["val_loss"]), rel=1e-6)
+    assert hist["val_loss"][-1] > min(hist["val_loss"])
+
+
+def test_fit_with_patience_matches_plain_fit_up_to_the_stop():
+    # early stopping changes nothing about the epochs it runs: same batches, same updates as a plain fit
+    x, y = _blobs(64, size=4)
+    xv, yv = _blobs(32, seed=2, size=4)
+    a, b = _mlp(seed=1), _mlp(seed=1)
+    ha = training.fit(a, x, y, epochs=4, batch_size=16, seed=2, x_val=xv, y_val=yv, progress=False)
+    hb = training.fit(b, x, y, epochs=4, batch_size=16, seed=2, x_val=xv, y_val=yv, patience=10, progress=False)
+    assert ha["train_loss"] == hb["train_loss"] and ha["val_loss"] == hb["val_loss"]
+    assert hb["best_epoch"] == [1 + min(range(e), key=lambda i: ha["val_loss"][i]) for e in range(1, 5)]
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -4,6 +4,8 @@ Recipes it covers:
 
 - P1 (Konz & Mazurowski, ICLR 2024): Adam, weight decay 1e-4, lr 1e-3 (ResNet) / 1e-4 (VGG),
   cross-entropy, no augmentation, last epoch kept; test loss = mean cross-entropy.
+- P3 (Juodelyte et al., TMLR 2023): Adam, early stopping on the validation loss with the best epoch's
+  weights restored (Keras ``EarlyStopping(patience, restore_best_weights=True)``): ``patience=``.
 - P2 (Mouton et al. 2026) after Ilyas et al. (2019) and the ``robustness`` library: SGD
   (momentum 0.9), lr 0.1 decayed x0.1 at 1/3 and 2/3 of training, weight decay 5e-4, and for
   robust models L2 PGD adversarial training with 7 attack steps (Madry et al. 2018).
@@ -30,7 +32,7 @@ from tqdm import tqdm
 from domaingap.devices import eval_mode
 from domaingap.kernels.attacks import adversarial_training_step
 
-__all__ = ["AdversarialConfig", "fit", "evaluate", "predict_proba"]
+__all__ = ["AdversarialConfig", "early_stop", "fit", "evaluate", "predict_proba"]
 
 
 @dataclass
@@ -149,6 +151,23 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     }
 
 
+def early_stop(val_losses: Sequence[float], patience: int) -> tuple[int, bool]:
+    """Early-stopping rule on the validation losses so far (epoch 1 first): ``(best_epoch, stop)``.
+
+    ``best_epoch`` (1-based) is the epoch of the lowest validation loss (the first one on ties); ``stop`` is True
+    once ``patience`` epochs have passed since it without a lower loss (Keras ``EarlyStopping(patience)`` with
+    ``restore_best_weights=True``, as P3's code). A NaN loss is never the best.
+    """
+    losses = [float(v) for v in val_losses]
+    if not losses:
+        raise ValueError("early_stop needs at least one validation loss")
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"patience must be an int >= 1, got {patience!r}")
+    finite = [v if v == v else math.inf for v in losses]  # NaN never counts as best
+    best = min(range(len(finite)), key=lambda i: (finite[i], i)) + 1
+    return best, len(losses) - best >= patience
+
+
 def fit(
     model: nn.Module,
     x: torch.Tensor,
@@ -164,6 +183,7 @@ def fit(
     adversarial: AdversarialConfig | dict | None = None,  # PGD adversarial training settings, None = standard
     x_val: torch.Tensor | None = None,  # optional validation images, evaluated after every epoch
     y_val: torch.Tensor | None = None,  # their labels
+    patience: int | None = None,  # early stopping on val loss (needs x_val), best epoch restored; None: keep last
     progress: bool = True,  # tqdm bar over epochs
     class_weights: Sequence[float] | torch.Tensor | None = None,  # cross-entropy class weights (imbalance)
     device: str | torch.device | None = None,  # None: x's device; the model is moved there
@@ -176,15 +196,24 @@ def fit(
         ``history``: dict of equal-length lists, one entry per epoch: ``epoch``, ``lr``,
         ``train_loss`` (mean over the epoch's batches; on adversarial batches when
         ``adversarial`` is set), ``time_s`` and, with validation data, ``val_loss``,
-        ``val_accuracy``, ``val_balanced_accuracy``, ``val_auc`` (see :func:`evaluate`).
+        ``val_accuracy``, ``val_balanced_accuracy``, ``val_auc`` (see :func:`evaluate`); with ``patience``
+        also ``best_epoch``, the best validation epoch so far (:func:`early_stop`), so the kept epoch is
+        ``history["best_epoch"][-1]`` and the epochs run ``len(history["epoch"])``.
 
-    The last epoch's weights are kept (as in P1) and the model is left in eval mode. Batches are reshuffled each epoch by a
+    Without ``patience`` the last epoch's weights are kept (as in P1). With it, training stops once ``patience``
+    epochs pass without a lower validation loss (at most ``epochs``), and the best validation epoch's weights are
+    restored (P3). The model is left in eval mode. Batches are reshuffled each epoch by a
     generator seeded with ``seed``; ``torch.manual_seed(seed)`` fixes dropout. On CUDA some
     kernels are non-deterministic, so only CPU runs are bit-identical.
     """
     _check_xy(x, y)
     if (x_val is None) != (y_val is None):
         raise ValueError("pass both x_val and y_val, or neither")
+    if patience is not None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a positive int or None, got {patience!r}")
+        if x_val is None:
+            raise ValueError(f"early stopping (patience={patience}) needs validation data: pass x_val and y_val")
     if x_val is not None:
         _check_xy(x_val, y_val, "_val")
         if x_val.shape[1:] != x.shape[1:]:
@@ -239,6 +268,9 @@ def fit(
     if x_val is not None:
         for key in ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_auc"):
             history[key] = []
+    if patience is not None:
+        history["best_epoch"] = []
+    best_state: dict[str, torch.Tensor] | None = None
 
     bar = tqdm(range(1, epochs + 1), desc="fit", disable=not progress, leave=False)
     for epoch in bar:
@@ -280,7 +312,17 @@ def fit(
             for key in ("loss", "accuracy", "balanced_accuracy", "auc"):
                 history[f"val_{key}"].append(ev[key])
             postfix["val_acc"] = f"{ev['accuracy']:.3f}"
+        stop = False
+        if patience is not None:
+            best, stop = early_stop(history["val_loss"], patience)
+            history["best_epoch"].append(best)
+            if best == epoch:  # a copy of the best weights so far, restored at the end
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         history["time_s"].append(time.perf_counter() - t0)
         bar.set_postfix(postfix)
+        if stop:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     return history

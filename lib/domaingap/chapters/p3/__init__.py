@@ -69,7 +69,7 @@ from ...kernels.similarity import layer_similarity
 from .analysis import (PAPER_AUC, PAPER_CCA_CHEST, PAPER_PRED_SIM, PAPER_TARGET, agreement, agreement_test,
                        auc_table, finetune_frame, load_predictions, paper_value, similarity_frame)
 from .images import folds, load_images, probe_images, target_pool, validation_split
-from .networks import (build, early_stop, fit_early_stopping, init_model, load_state, materialise, save_state,
+from .networks import (build, init_model, load_state, materialise, save_state,
                        warmup_head, weights_init)
 from .runs import (channels_last, matched_cca, matched_rows, reference_run, run_finetune, run_pretrain,
                    run_similarity)
@@ -89,6 +89,6 @@ __all__ = [
     "run_finetune", "run_pretrain", "run_similarity", "save_state", "similarities", "similarity_frame",
     "similarity_models", "similarity_pairs", "similarity_runs", "similarity_spec", "similarity_specs",
     "source_init", "sweeps", "target_pool", "warmup_head", "weights_init",
-    "ORIGINS", "channels_last", "early_stop", "fit_early_stopping", "matched_cca", "matched_rows", "origin_overlap",
+    "ORIGINS", "channels_last", "matched_cca", "matched_rows", "origin_overlap",
     "replica_inits", "validation_split",
 ]

@@ -17,7 +17,7 @@ import torch
 
 from ... import data, models, training
 
-__all__ = ["build", "early_stop", "fit_early_stopping", "init_model", "load_state", "materialise", "reference_kind",
+__all__ = ["build", "init_model", "load_state", "materialise", "reference_kind",
            "save_state", "warmup_head", "weights_init"]
 
 # model_cfg keys that are not build_model options
@@ -160,71 +160,3 @@ def materialise(ref: dict, *, model_cfg: dict, num_classes: int, model_file: Pat
         return load_state(model, Path(model_file))
     return init_model(init, model_cfg=model_cfg, num_classes=num_classes, seed=0)[0]
 
-
-def early_stop(val_losses, patience: int) -> tuple[int, bool]:
-    """Early-stopping rule on the validation losses so far (epoch 1 first): ``(best_epoch, stop)``.
-
-    ``best_epoch`` (1-based) is the epoch of the lowest validation loss (the first one on ties); ``stop`` is True
-    once ``patience`` epochs have passed since it without a lower loss (Keras ``EarlyStopping(patience)`` with
-    ``restore_best_weights=True``, as P3's code).
-    """
-    losses = [float(v) for v in val_losses]
-    if not losses:
-        raise ValueError("early_stop needs at least one validation loss")
-    if int(patience) < 1:
-        raise ValueError(f"patience must be >= 1, got {patience!r}")
-    finite = [v if v == v else float("inf") for v in losses]  # NaN never counts as best
-    best = min(range(len(finite)), key=lambda i: (finite[i], i)) + 1
-    return best, len(losses) - best >= int(patience)
-
-
-def fit_early_stopping(model, x, y, x_val, y_val, *, max_epochs: int, patience: int, batch_size: int, lr: float,
-                       weight_decay: float, seed: int) -> dict:
-    """Train ``model`` in place with Adam (constant ``lr``) for at most ``max_epochs`` epochs, stop by
-    :func:`early_stop` on the validation cross-entropy, and restore the best-validation epoch's weights.
-
-    The same batch order as :func:`domaingap.training.fit` (reshuffled every epoch by a generator seeded with
-    ``seed``; a final batch of one example is dropped). Tensors on the model's device, in any memory format.
-
-    Returns:
-        ``best_epoch`` (1-based), ``epochs_run``, per-epoch ``train_loss``, ``val_loss``, ``val_auc``.
-    """
-    import copy
-
-    import torch.nn.functional as F
-
-    torch.manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    n = x.shape[0]
-    hist: dict[str, list] = {"train_loss": [], "val_loss": [], "val_auc": []}
-    best_state, best_epoch = None, 0
-    for epoch in range(1, int(max_epochs) + 1):
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(x.device)
-        starts = list(range(0, n, batch_size))
-        if n > 1 and n - starts[-1] == 1:
-            starts.pop()
-        total, seen = 0.0, 0
-        for s in starts:
-            idx = perm[s: s + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-        ev = training.evaluate(model, x_val, y_val)
-        hist["train_loss"].append(total / max(seen, 1))
-        hist["val_loss"].append(ev["loss"])
-        hist["val_auc"].append(ev["auc"])
-        best, stop = early_stop(hist["val_loss"], patience)
-        if best == epoch:
-            best_state, best_epoch = copy.deepcopy(model.state_dict()), epoch
-        if stop:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return {"best_epoch": int(best_epoch), "epochs_run": len(hist["val_loss"]), **hist}

@@ -23,7 +23,7 @@ import numpy as np
 from ... import data, devices, runs, training
 from ...kernels import similarity
 from .images import folds, load_images, probe_images, target_pool, validation_split
-from .networks import build, fit_early_stopping, init_model, materialise, reference_kind, save_state, warmup_head
+from .networks import build, init_model, materialise, reference_kind, save_state, warmup_head
 from .tasks import pair_label
 
 __all__ = ["channels_last", "matched_cca", "matched_rows", "reference_run", "run_finetune", "run_pretrain",
@@ -99,17 +99,18 @@ def run_finetune(spec: dict, inputs: dict, work: Path) -> dict:
         warm = warmup_head(model, xtr, ytr, epochs=w["epochs"], lr=w["lr"], batch_size=w["batch_size"],
                            seed=spec["seed"])
         warm["auc_after_warmup"] = training.evaluate(model, xte, yte)["auc"]
-    hist = fit_early_stopping(model, xtr, ytr, xva, yva, max_epochs=spec["max_epochs"], patience=spec["patience"],
-                              batch_size=spec["batch_size"], lr=spec["lr"], weight_decay=spec["weight_decay"],
-                              seed=spec["seed"])
+    # P3: Adam, early stopping on the validation loss, the best validation epoch's weights kept
+    hist = training.fit(model, xtr, ytr, epochs=spec["max_epochs"], batch_size=spec["batch_size"], lr=spec["lr"],
+                        weight_decay=spec["weight_decay"], optimizer="adam", seed=spec["seed"], x_val=xva, y_val=yva,
+                        patience=int(spec["patience"]), progress=False, device=dev)
     metrics = training.evaluate(model, xte, yte)
     prob = training.predict_proba(model, xte).cpu().numpy()
     save_state(model, work / "model.pt")
     np.savez(work / "predictions.npz", index=te, y=y[te].numpy(), prob=prob.astype(np.float32))
     return {"target": spec["target"], "init_name": spec["init_name"], "replica": spec["replica"],
             "fold": spec["fold"], **metrics, "n_train": int(len(fit_idx)), "n_val": int(len(val_idx)),
-            "n_test": int(len(te)), "loaded": loaded, "warmup": warm, "best_epoch": hist["best_epoch"],
-            "epochs_run": hist["epochs_run"], "train_loss": hist["train_loss"], "val_loss": hist["val_loss"],
+            "n_test": int(len(te)), "loaded": loaded, "warmup": warm, "best_epoch": hist["best_epoch"][-1],
+            "epochs_run": len(hist["epoch"]), "train_loss": hist["train_loss"], "val_loss": hist["val_loss"],
             "val_auc": hist["val_auc"], "seconds": time.perf_counter() - t0, "device": str(dev)}
 
 
