@@ -202,6 +202,18 @@ def test_constant_nonzero_differences_have_no_t_but_rank_tests_run():
     res = S.compare_paired([1.0, 1.0, 1.0, 1.0])
     assert not res.t.computable and "all 4 equal 1" in res.t.reason
     assert res.wilcoxon.p == pytest.approx(2 / 16) and res.sign_flip.p == pytest.approx(2 / 16)
+    row = res.row()  # a table row: the t interval is NaN, named as such, never a silent blank
+    assert math.isnan(row["ci_low"]) and math.isnan(row["ci_high"]) and row["n_pos"] == 4 and row["mean"] == 1.0
+
+
+def test_paired_row_matches_scipy():
+    d = np.array([0.1, 0.2, 0.15, 0.3, 0.05, 0.12, -0.02])
+    row = S.compare_paired(d).row()
+    ci = sps.ttest_1samp(d, 0.0).confidence_interval(0.95)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert row["mean"] == pytest.approx(d.mean())
+    assert row["wilcoxon_p"] == pytest.approx(sps.wilcoxon(d).pvalue) and (row["n_pos"], row["n_neg"]) == (6, 1)
+    assert row["median"] == pytest.approx(0.12) and row["n"] == 7 and row["n_zero"] == 0
 
 
 # ----------------------------------------------------------------------------------------------- correlation

@@ -190,6 +190,15 @@ class PairedComparison:
     wilcoxon: StatResult
     sign_flip: StatResult
 
+    def row(self) -> dict[str, Any]:
+        """One table row: ``n``, ``mean`` with its t interval ``ci_low``/``ci_high`` (NaN where the t interval is
+        not computable, constant non-zero differences), ``median``, the signed-rank ``wilcoxon_p``, and the
+        counts ``n_pos``/``n_neg``/``n_zero``."""
+        t_ok = isinstance(self.t, StatResult)
+        return {"n": self.n, "mean": self.mean, "ci_low": self.t.low if t_ok else math.nan,
+                "ci_high": self.t.high if t_ok else math.nan, "median": self.median, "wilcoxon_p": self.wilcoxon.p,
+                "n_pos": self.n_pos, "n_neg": self.n_neg, "n_zero": self.n_zero}
+
     def summary(self, digits: int = 3) -> str:
         f = f"{{:.{digits}g}}".format
         return (f"mean difference {f(self.mean)} ({self.n_pos}+ / {self.n_neg}- / {self.n_zero} zero); "

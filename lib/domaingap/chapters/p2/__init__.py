@@ -51,8 +51,7 @@ from ...claims import verdict
 from ...kernels.corruptions import corrupt, corruption_category, corruption_names, medmnistc_registry, to_uint8
 from ...kernels.saliency import edge_alignment, input_saliency, rank_correlation
 from . import analysis, inputs, runs, specs, tasks
-from .analysis import (chance_tests, fig1_result, fig1_results, majority_rate, mmc_data, paired_test, robust_view,
-                       swap_by_task, t_interval,
+from .analysis import (fig1_result, fig1_results, mmc_data, robust_view, swap_by_task,
                        tab1_rows, tab1_table, tab2_rows, tab2_table, tab3_results, tab3_table, test_data, train_data,
                        trained)
 from .inputs import balanced_class_weights, derangement, head, targets
@@ -63,13 +62,13 @@ from .tasks import REF_DIM, TASKS, Task, get_task, load_task, scaled_eps
 PAPER = "P2"
 
 __all__ = [
-    "PAPER", "REF_DIM", "TASKS", "Task", "analysis", "edge_alignment", "balanced_class_weights", "chance_tests",
+    "PAPER", "REF_DIM", "TASKS", "Task", "analysis", "edge_alignment", "balanced_class_weights",
     "configs", "corrupt",
     "corruption_category", "corruption_names", "dataset_spec", "derangement", "fig1_result", "fig1_results",
     "get_task", "head",
-    "input_saliency", "inputs", "load_task", "majority_rate", "medmnistc_registry", "mmc_data", "mmc_data_spec",
-    "mmc_eval_spec", "model_spec", "paired_test", "rank_correlation", "robust_eval_spec", "robust_view",
-    "robust_view_spec", "runs", "saliency_spec", "scaled_eps", "swap_by_task", "specs", "sweeps", "t_interval",
+    "input_saliency", "inputs", "load_task", "medmnistc_registry", "mmc_data", "mmc_data_spec",
+    "mmc_eval_spec", "model_spec", "rank_correlation", "robust_eval_spec", "robust_view",
+    "robust_view_spec", "runs", "saliency_spec", "scaled_eps", "swap_by_task", "specs", "sweeps",
     "tab1_rows", "tab1_table", "tab2_rows", "tab2_table", "tab3_results", "tab3_table", "targets", "tasks", "test_data",
     "to_uint8", "tradeoff_specs", "train_data", "trained", "verdict",
 ]

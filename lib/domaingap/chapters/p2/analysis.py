@@ -6,8 +6,9 @@ its claims. Nothing here is part of an artefact key: editing it retrains nothing
   missing is computed, upstream first) and assembles its rows (:func:`tab1_table`, ...: entries in, rows out).
 - Single results for notebooks and tests: :func:`trained`, :func:`train_data`, :func:`mmc_data`,
   :func:`robust_view`.
-- Statistics (Tab. 1's tests against chance, Tab. 2 / Tab. 3 / Fig. 1's paired tests): :func:`majority_rate`,
-  :func:`chance_tests`, :func:`t_interval`, :func:`paired_test`.
+- The claim results of the chapter's records (:func:`mcnemar_test`, :func:`balanced_accuracy_test`) and the
+  swap control of its unit (:func:`swap_by_task`); every test itself is :mod:`domaingap.stats`'s (descriptive
+  tables use :func:`domaingap.stats.mean_ci` and :func:`domaingap.stats.compare_paired`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from ... import runs as runlib
 from . import inputs, runs, specs
 from .tasks import get_task
 
-__all__ = ["balanced_accuracy_test", "chance_tests", "fig1_result", "fig1_results", "inversion_pairs", "majority_rate",
-           "mcnemar_test", "mmc_data", "paired_test", "robust_view", "saliency_pairs", "swap_by_task", "t_interval",
-           "task_means",
+__all__ = ["balanced_accuracy_test", "fig1_result", "fig1_results", "inversion_pairs", "mcnemar_test", "mmc_data",
+           "robust_view", "saliency_pairs", "swap_by_task", "task_means",
            "tab1_rows", "tab1_table", "tab2_rows", "tab2_table", "tab3_results", "tab3_table", "test_data",
            "train_data", "trained"]
 
@@ -217,89 +217,6 @@ def task_means(pairs: list[dict], columns: Sequence[str]) -> list[dict]:
         out.append({"task": t, "seeds": len(sub),
                     **{c: float(np.nanmean([p[c] for p in sub])) for c in columns}})
     return out
-
-
-# ----------------------------------------------------------------------------------------------- statistics
-
-def majority_rate(y) -> float:
-    """Accuracy of always predicting the most frequent class of ``y`` (int labels ``(N,)``)."""
-    y = np.asarray(y).reshape(-1)
-    if y.size == 0:
-        raise ValueError("y is empty")
-    return float(np.bincount(y).max() / y.size)
-
-
-def _balanced_accuracy_vec(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    # y_pred (..., N): mean per-class recall over the classes present in y_true, vectorised over leading axes
-    recalls = [np.mean(y_pred[..., y_true == c] == c, axis=-1) for c in classes]
-    return np.mean(recalls, axis=0)
-
-
-def chance_tests(y_true, y_pred, *, n_resamples: int = 9999, seed: int = 0) -> dict:
-    """Is a classifier better than chance on a fixed test set?
-
-    - accuracy vs the majority rate ``p0`` (the best accuracy without looking at the image): exact one-sided
-      binomial test ``binomtest(correct, n, p0, alternative="greater")``;
-    - balanced accuracy vs ``1 / K`` (its value for any prediction independent of the image): one-sided
-      permutation test of the pairing between labels and predictions (``scipy.stats.permutation_test``,
-      ``permutation_type="pairings"``), whose null distribution is exact up to Monte Carlo error.
-
-    Args: ``y_true``, ``y_pred``: int labels ``(N,)``. Returns a dict of the statistics and p-values.
-    """
-    from scipy import stats
-
-    y_true = np.asarray(y_true).reshape(-1)
-    y_pred = np.asarray(y_pred).reshape(-1)
-    if y_true.shape != y_pred.shape or y_true.size == 0:
-        raise ValueError(f"y_true and y_pred must be non-empty and of equal length, got {y_true.shape} and "
-                         f"{y_pred.shape}")
-    classes = np.unique(y_true)
-    n = int(y_true.size)
-    correct = int((y_true == y_pred).sum())
-    p0 = majority_rate(y_true)
-    binom = stats.binomtest(correct, n, p0, alternative="greater")
-    bacc = float(_balanced_accuracy_vec(y_true, y_pred, classes))
-    if len(classes) < 2:
-        p_perm = math.nan
-    else:
-        perm = stats.permutation_test((y_pred,), lambda p, axis=-1: _balanced_accuracy_vec(y_true, p, classes),
-                                      permutation_type="pairings", n_resamples=n_resamples, vectorized=True,
-                                      alternative="greater", rng=np.random.default_rng(seed))
-        p_perm = float(perm.pvalue)
-    return {"n": n, "correct": correct, "accuracy": correct / n, "majority_rate": p0, "p_accuracy": float(binom.pvalue),
-            "balanced_accuracy": bacc, "chance_balanced": 1.0 / len(classes), "p_balanced": p_perm}
-
-
-def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and two-sided t-based confidence interval of ``values`` (1-D); NaN bounds for fewer than 2 values."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return math.nan, math.nan, math.nan
-    m = float(v.mean())
-    if v.size < 2:
-        return m, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return m, m - half, m + half
-
-
-def paired_test(diff) -> dict:
-    """One-sample summary of paired differences ``diff`` (1-D): mean, median, t-interval, the two-sided
-    Wilcoxon signed-rank p-value (``scipy.stats.wilcoxon``; NaN when all differences are 0 or n < 2) and the
-    number of positive / negative differences."""
-    from scipy import stats
-
-    d = np.asarray(diff, dtype=np.float64).reshape(-1)
-    d = d[np.isfinite(d)]
-    mean, lo, hi = t_interval(d)
-    p = math.nan
-    if d.size >= 2 and np.any(d != 0):
-        p = float(stats.wilcoxon(d, alternative="two-sided").pvalue)
-    return {"n": int(d.size), "mean": mean, "ci_low": lo, "ci_high": hi,
-            "median": float(np.median(d)) if d.size else math.nan, "wilcoxon_p": p,
-            "n_pos": int((d > 0).sum()), "n_neg": int((d < 0).sum())}
 
 
 # ----------------------------------------------------------------------------------------------- claim results
