@@ -9,7 +9,7 @@ EXECUTOR ?= $(if $(filter 1,$(JOBS)),sequential,process:$(JOBS))
 # The data directory: set DOMAINGAP_DATA (e.g. ../shared/data, the offline mirror); default data/cache.
 export DOMAINGAP_DATA
 
-.PHONY: venv book sweeps test book-check unit refs bench clean data-check install-check
+.PHONY: venv book sweeps test book-check unit refs bench time-book clean data-check install-check
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml scripts/setup_venv.sh
 	bash scripts/setup_venv.sh $(VENV)
@@ -54,6 +54,12 @@ unit: venv
 ## refs: regenerate the nbval reference notebooks (commit them) after changing a notebook.
 refs: venv
 	$(PY) -m domaingap.runner refs
+
+## time-book: the whole book at $(PROFILE) from an empty store and decode cache (build/book-timing/), JOBS=2 unless
+## given; writes benchmarks/results/book_<profile>_cpu-<cores>core.json for the performance appendix.
+time-book: venv
+	rm -rf build/book-timing
+	$(PY) benchmarks/time_book.py --profile $(PROFILE) --jobs $(if $(filter 1,$(JOBS)),2,$(JOBS))
 
 bench: venv
 	$(PY) benchmarks/bench_geometry.py
