@@ -3,37 +3,37 @@ hand-written torch loop, on the same model and data in one run.
 
 Model: ResNet-18 adapted to 28x28 grayscale (``models.build_model``, 3x3 stem, no maxpool),
 2 classes, random weights, eval mode (throughput does not depend on the weights). Data: uniform
-noise in [0, 1] (torchattacks assumes that range). Cases are timed round-robin, ``--repeats``
-times each, so that load drifting on a shared machine hits all of them alike; the median is
-reported as images per second.
+noise in [0, 1] (torchattacks assumes that range). One table per attack (:mod:`harness`): each
+implementation's median seconds over ``--repeats`` after a warm-up, its peak memory, its time as a
+percentage of the same-run reference, and the speed-up of ours over the fastest peer. The reference is
+the least any gradient attack has to do: its gradient passes (1 for FGSM, 10 for PGD-10), each one
+forward and backward pass of the model to the input, timed in the same run. FGSM rows also give the
+largest difference of their adversarial images from ours (the same deterministic attack).
 
     python benchmarks/bench_attacks.py --device cpu --quick
     python benchmarks/bench_attacks.py --device cuda --n 4096
 
-Writes ``benchmarks/results/attacks_<device-tag>.json`` (atomically: temp file + os.replace)
-and prints one line per case.
+Writes ``benchmarks/results/attacks_<device-tag>.json`` (``--quick``: ``results/quick/``) atomically.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import re
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # runnable without installing
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "lib"))  # runnable without installing
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from harness import Table, machine_meta, sync, timed, write_result  # noqa: E402
+
 from domaingap import models  # noqa: E402
 from domaingap.kernels import attacks  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 EPS_LINF = 8 / 255  # CIFAR-style budgets on the [0, 1] scale
 EPS_L2 = 0.5
 STEPS = 10
@@ -74,36 +74,38 @@ def hand_pgd_l2(model, x, y, eps, alpha, steps):
 # --------------------------------------------------------------------------- harness
 
 
-def device_tag(device: torch.device) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return "cuda-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return "cpu"
+def gradient_pass_seconds(model, batches, device: torch.device, repeats: int) -> float:
+    """Median time of one forward + backward pass of the model to its input over every batch (an attack step's
+    floor)."""
+    def one_pass():
+        for xb, yb in batches:
+            xr = xb.clone().requires_grad_(True)
+            torch.autograd.grad(F.cross_entropy(model(xr), yb), xr)
+
+    one_pass()  # warm-up
+    return timed(one_pass, device, repeats)[0]
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--n", type=int, default=None, help="images per timed pass (default 2048 cuda, 64 cpu)")
     ap.add_argument("--batch-size", type=int, default=None, help="default 256 cuda, 16 cpu")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="tiny run: n=16 (cpu) / 512 (cuda), 2 repeats")
-    ap.add_argument("--cases", default="", help="comma-separated prefixes to keep, e.g. 'fgsm,pgd10-l2'")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    ap.add_argument("--quick", action="store_true", help="tiny run: n=16 (cpu) / 512 (cuda), 1 repeat")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but CUDA is not available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cpu = device.type == "cpu"
     n = args.n or ((16 if cpu else 512) if args.quick else (64 if cpu else 2048))
     bs = min(args.batch_size or (16 if cpu else 256), n)
-    repeats = 2 if args.quick else args.repeats
+    repeats = 1 if args.quick else args.repeats
 
     import torchattacks  # a peer, used only here and in tests
 
@@ -113,87 +115,54 @@ def main(argv: list[str] | None = None) -> dict:
     y_all = torch.randint(0, 2, (n,), device=device)
     batches = list(zip(x_all.split(bs), y_all.split(bs)))
     alpha_linf, alpha_l2 = 2.5 * EPS_LINF / STEPS, 2.5 * EPS_L2 / STEPS
+    meta = machine_meta("attacks (FGSM, PGD-10)", device, argv, torchattacks=torchattacks.__version__,
+                        model="resnet18 (28x28x1, 3x3 stem, no maxpool), 2 classes, eval mode", n=n, batch_size=bs,
+                        repeats=repeats, eps_linf=EPS_LINF, eps_l2=EPS_L2, steps=STEPS, quick=args.quick,
+                        timing="median of repeats after a warm-up; peak = memory above the level before each call")
+    fb = gradient_pass_seconds(model, batches, device, max(repeats, 3))
+
+    def over_batches(fn):
+        return lambda: torch.cat([fn(xb, yb) for xb, yb in batches])
 
     ta_fgsm = torchattacks.FGSM(model, eps=EPS_LINF)
     ta_pgd = torchattacks.PGD(model, eps=EPS_LINF, alpha=alpha_linf, steps=STEPS, random_start=True)
     ta_pgdl2 = torchattacks.PGDL2(model, eps=EPS_L2, alpha=alpha_l2, steps=STEPS, random_start=True)
-    cases = {
-        "fgsm/domaingap": lambda x, y: attacks.fgsm(model, x, y, EPS_LINF),
-        "fgsm/torchattacks": lambda x, y: ta_fgsm(x, y),
-        "fgsm/hand": lambda x, y: hand_fgsm(model, x, y, EPS_LINF),
-        "pgd10-linf/domaingap": lambda x, y: attacks.pgd(model, x, y, EPS_LINF, steps=STEPS, step_size=alpha_linf),
-        "pgd10-linf/torchattacks": lambda x, y: ta_pgd(x, y),
-        "pgd10-linf/hand": lambda x, y: hand_pgd_linf(model, x, y, EPS_LINF, alpha_linf, STEPS),
-        "pgd10-l2/domaingap": lambda x, y: attacks.pgd(model, x, y, EPS_L2, steps=STEPS, step_size=alpha_l2, norm="l2"),
-        "pgd10-l2/torchattacks": lambda x, y: ta_pgdl2(x, y),
-        "pgd10-l2/hand": lambda x, y: hand_pgd_l2(model, x, y, EPS_L2, alpha_l2, STEPS),
+    workloads = {
+        "fgsm": (1, "FGSM (L-inf, eps 8/255)", {
+            "domaingap attacks.fgsm": lambda x, y: attacks.fgsm(model, x, y, EPS_LINF),
+            "torchattacks FGSM": lambda x, y: ta_fgsm(x, y),
+            "hand-written torch loop": lambda x, y: hand_fgsm(model, x, y, EPS_LINF)}),
+        "pgd10-linf": (STEPS, f"PGD-{STEPS} (L-inf, eps 8/255, random start)", {
+            "domaingap attacks.pgd": lambda x, y: attacks.pgd(model, x, y, EPS_LINF, steps=STEPS,
+                                                               step_size=alpha_linf),
+            "torchattacks PGD": lambda x, y: ta_pgd(x, y),
+            "hand-written torch loop": lambda x, y: hand_pgd_linf(model, x, y, EPS_LINF, alpha_linf, STEPS)}),
+        "pgd10-l2": (STEPS, f"PGD-{STEPS} (L2, eps 0.5, random start)", {
+            "domaingap attacks.pgd (norm='l2')": lambda x, y: attacks.pgd(model, x, y, EPS_L2, steps=STEPS,
+                                                                         step_size=alpha_l2, norm="l2"),
+            "torchattacks PGDL2": lambda x, y: ta_pgdl2(x, y),
+            "hand-written torch loop": lambda x, y: hand_pgd_l2(model, x, y, EPS_L2, alpha_l2, STEPS)}),
     }
-
-    if args.cases:
-        keep = tuple(c.strip() for c in args.cases.split(",") if c.strip())
-        cases = {k: v for k, v in cases.items() if k.startswith(keep)}
-        if not cases:
-            ap.error(f"--cases {args.cases!r} matches no case")
-
-    # warm-up: one batch per case (cuDNN autotuning, allocator, lazy imports)
-    for fn in cases.values():
-        fn(*batches[0])
-    sync(device)
-
-    times: dict[str, list[float]] = {k: [] for k in cases}
-    names = list(cases)
-    for r in range(repeats):
-        # round-robin, rotated each repeat: no case is always first (after another's frees)
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            fn = cases[name]
+    tables = []
+    for workload, (grads, what, impls) in workloads.items():
+        t = Table(workload, "noise 28x28x1", n, 28 * 28, grads * fb, what,
+                  reference=f"{grads} same-run forward+backward pass{'es' if grads > 1 else ''}")
+        ours_out = None
+        for impl, fn in impls.items():
+            run = over_batches(fn)
+            run()  # warm-up (allocator, lazy imports, oneDNN/cuDNN kernels)
             sync(device)
-            t0 = time.perf_counter()
-            for xb, yb in batches:
-                fn(xb, yb)
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-
-    rows = []
-    for name in cases:
-        med = statistics.median(times[name])
-        rows.append({"case": name, "images_per_s": n / med, "median_s": med, "times_s": times[name]})
-    by = {r["case"]: r["images_per_s"] for r in rows}
-    for r in rows:
-        attack = r["case"].split("/")[0]
-        line = f"{r['case']:<26} {r['images_per_s']:10.1f} img/s"
-        for ref in ("hand", "torchattacks"):
-            if f"{attack}/{ref}" in by:
-                r[f"vs_{ref}"] = r["images_per_s"] / by[f"{attack}/{ref}"]
-                line += f"   x{r[f'vs_{ref}']:.3f} {ref}"
-        print(line)
-
-    result = {
-        "benchmark": "attacks",
-        "device": str(device),
-        "device_tag": device_tag(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "torchattacks": torchattacks.__version__,
-        "model": "resnet18 (28x28x1, 3x3 stem, no maxpool), 2 classes, eval mode",
-        "n": n,
-        "batch_size": bs,
-        "repeats": repeats,
-        "eps_linf": EPS_LINF,
-        "eps_l2": EPS_L2,
-        "steps": STEPS,
-        "cases_run": list(cases),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cases": rows,
-    }
-    out = args.out or RESULTS / f"attacks_{device_tag(device)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)  # readers never see a half-written file
-    print(f"wrote {out}")
-    return result
+            med, times, peak, out = timed(run, device, repeats)
+            extra = {"images_per_s": n / med}
+            if ours_out is None:
+                ours_out = out
+            elif workload == "fgsm":  # deterministic: the same adversarial images up to rounding
+                extra["max_abs_err"] = float((out - ours_out).abs().max())
+            t.add(impl, impl.startswith("domaingap"), med, times, peak, **extra)
+        tables.append(t.finish())
+    write_result("attacks", device, meta, tables, quick=args.quick, out=args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -42,126 +42,25 @@ Peers whose package is missing are recorded as skipped.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gzip
 import json
 import os
-import platform
-import re
-import statistics
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "lib"))
+sys.path.insert(0, str(REPO / "lib"))  # runnable without installing
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from harness import Table, gemm_seconds, machine_meta, timed, write_result  # noqa: E402
 
 from domaingap.kernels import distances, intrinsic_dim, sharpness  # noqa: E402
 
 K = 20
 KS = (5, 10, 20, 50)
-
-
-# ---------------------------------------------------------------------------- measurement
-
-
-class PeakMemory:
-    """Peak memory (MiB) above the level at entry: CUDA allocator or sampled CPU RSS."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peak_mb = float("nan")
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self._max = max(self._max, self._rss())
-            self._stop.wait(0.002)
-
-    @staticmethod
-    def _release_freed() -> None:
-        """Hand freed heap memory back to the OS, so that the next call's peak is its own (glibc only)."""
-        import ctypes
-        import gc
-
-        gc.collect()
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-
-    def __enter__(self):
-        self._release_freed()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
-        else:
-            self._base = self._max = self._rss()
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak_mb = (torch.cuda.max_memory_allocated() - self._base) / 2**20
-        else:
-            self._stop.set()
-            self._thread.join()
-            self._max = max(self._max, self._rss())
-            self.peak_mb = (self._max - self._base) / 2**20
-        return False
-
-
-def timed(fn, device: torch.device, repeats: int):
-    """(median seconds, list of seconds, max peak MiB over the runs, result of the last run)."""
-    times, peaks, out = [], [], None
-    for _ in range(repeats):
-        out = None  # release the previous result before measuring memory again
-        with PeakMemory(device) as mem:
-            t0 = time.perf_counter()
-            out = fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        peaks.append(mem.peak_mb)
-    return statistics.median(times), times, max(peaks), out
-
-
-def gemm_seconds(x: torch.Tensor, repeats: int) -> float:
-    """Median time of the raw float32 N x N x D GEMM (torch.mm in row blocks of 2048, TF32 off)."""
-    prev = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        xf = x.float()
-        n = xf.shape[0]
-        step = min(n, 2048)
-        out = torch.empty(step, n, dtype=torch.float32, device=x.device)
-        torch.mm(xf[:step], xf.T, out=out)  # warm-up
-        times = []
-        for _ in range(repeats):
-            if x.device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for i in range(0, n, step):
-                rows = xf[i : i + step]
-                torch.mm(rows, xf.T, out=out[: rows.shape[0]])
-            if x.device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-    finally:
-        torch.set_float32_matmul_precision(prev)
 
 
 # ---------------------------------------------------------------------------- data
@@ -295,52 +194,6 @@ def knn_error(d_ref: np.ndarray, i_ref: np.ndarray, d: np.ndarray, i: np.ndarray
 # ---------------------------------------------------------------------------- workloads
 
 
-class Table:
-    """The rows of one workload on one dataset, printed as they come."""
-
-    def __init__(self, workload: str, dataset: str, n: int, d: int, gemm_s: float, what: str):
-        self.workload, self.dataset, self.n, self.d, self.gemm_s, self.what = workload, dataset, n, d, gemm_s, what
-        self.rows: list[dict] = []
-        print(f"\n== {workload} on {dataset} (N={n}, D={d}): {what}; same-run float32 GEMM {gemm_s:.3f} s", flush=True)
-
-    def add(self, impl: str, ours: bool, median_s: float, times: list, peak: float, **extra) -> dict:
-        row = {"workload": self.workload, "dataset": self.dataset, "impl": impl, "ours": ours,
-               "median_s": median_s, "times_s": times, "peak_mem_mb": peak,
-               "pct_of_gemm": 100.0 * median_s / self.gemm_s}
-        row.update(extra)
-        self.rows.append(row)
-        return row
-
-    def skip(self, impl: str, why: str) -> None:
-        self.rows.append({"workload": self.workload, "dataset": self.dataset, "impl": impl, "ours": False,
-                          "skipped": why})
-
-    def finish(self) -> dict:
-        timed_rows = [r for r in self.rows if "median_s" in r]
-        peers = [r for r in timed_rows if not r["ours"]]
-        best = min((r["median_s"] for r in peers), default=None)
-        for r in timed_rows:
-            if r["ours"]:
-                r["speedup_vs_best_peer"] = None if best is None else best / r["median_s"]
-            else:
-                ours = [o["median_s"] for o in timed_rows if o["ours"]]
-                r["time_vs_ours"] = r["median_s"] / ours[0] if ours else None
-        head = f"{'impl':44s} {'median s':>9s} {'peak MiB':>9s} {'% GEMM':>7s} {'speed-up':>9s}  notes"
-        print(head)
-        for r in self.rows:
-            if "skipped" in r:
-                print(f"{r['impl']:44s} skipped: {r['skipped']}")
-                continue
-            sp = r.get("speedup_vs_best_peer")
-            sp_txt = f"{sp:8.2f}x" if sp is not None else ("" if r["ours"] else f"{1 / r['time_vs_ours']:8.2f}x")
-            notes = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
-                              if k in ("value", "max_abs_err", "rows_differ", "rel_diff"))
-            print(f"{r['impl']:44s} {r['median_s']:9.3f} {r['peak_mem_mb']:9.1f} {r['pct_of_gemm']:6.0f}% "
-                  f"{sp_txt:>9s}  {notes}", flush=True)
-        return {"workload": self.workload, "dataset": self.dataset, "n": self.n, "d": self.d,
-                "gemm_s": self.gemm_s, "what": self.what, "rows": self.rows}
-
-
 def have(mod: str) -> str | None:
     try:
         __import__(mod)
@@ -357,7 +210,7 @@ def run_dataset(name: str, n: int, device: torch.device, peers: set, repeats: in
     y = torch.from_numpy(y_np).to(device)
     cpu = torch.device("cpu")
     print(f"\n#### {name}: N={n} D={d} uint8, {len(np.unique(y_np))} classes ({src})", flush=True)
-    gemm = gemm_seconds(x, 3)
+    gemm = gemm_seconds(x, repeats=3)
     tables = []
 
     # warm-up on 500 images: thread pools, oneDNN kernels, imports
@@ -464,7 +317,7 @@ def run_full_split(device: torch.device, repeats: int) -> dict:
     x_np, _, src = load("mnist", 60000)
     x = torch.from_numpy(x_np).to(device)
     print(f"\n#### full split: MNIST 60,000 x 784 ({src})", flush=True)
-    gemm = gemm_seconds(x, 1)
+    gemm = gemm_seconds(x, repeats=1)
     t = Table("full_split_multiverse", "mnist", 60000, 784, gemm,
               "kNN at k = 50, MLE at k = 5..50 (46 values) and TwoNN, one pass")
     med, times, peak, est = timed(lambda: intrinsic_dim.estimate_all(x, range(5, 51), twonn=True), device, repeats)
@@ -473,13 +326,6 @@ def run_full_split(device: torch.device, repeats: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- main
-
-
-def device_tag(device: torch.device) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return "cuda-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return "cpu"
 
 
 def main(argv=None) -> int:
@@ -517,36 +363,10 @@ def main(argv=None) -> int:
     peer_repeats = 1 if args.quick else args.peer_repeats
     peers = set() if args.peers == "none" else {p.strip() for p in args.peers.split(",") if p.strip()}
 
-    meta = {
-        "benchmark": "geometry (P1 kNN, K_F, MLE, TwoNN)",
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (
-            platform.processor() or platform.machine()),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-        "load_average_1_5_15": os.getloadavg(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "n": n,
-        "k": K,
-        "ks": list(KS),
-        "repeats": repeats,
-        "peer_repeats": peer_repeats,
-        "quick": args.quick,
-        "argv": sys.argv[1:] if argv is None else list(argv),
-        "timing": "median of repeats after a warm-up; peak = resident memory above the level before each call",
-        # OpenMP threads that spin while waiting cost a lot on shared cores: record how this run was set up
-        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-                                               "MKL_NUM_THREADS", "DOMAINGAP_DATA")},
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            models = {line.split(":", 1)[1].strip() for line in f if line.startswith("model name")}
-        meta["cpu_model"] = ", ".join(sorted(models))
-    except OSError:
-        pass
+    meta = machine_meta("geometry (P1 kNN, K_F, MLE, TwoNN)", device, argv, numpy=np.__version__, n=n, k=K,
+                        ks=list(KS), repeats=repeats, peer_repeats=peer_repeats, quick=args.quick,
+                        timing="median of repeats after a warm-up; peak = resident memory above the level before "
+                               "each call")
     for mod in ("faiss", "sklearn", "skdim"):
         try:
             meta[mod] = __import__(mod).__version__
@@ -559,23 +379,7 @@ def main(argv=None) -> int:
         tables += run_dataset(name, n, device, peers, repeats, peer_repeats, not args.no_multiverse_peer)
     if args.full_split:
         tables.append(run_full_split(device, 1 if args.quick else 1))
-    meta["load_average_1_5_15_end"] = os.getloadavg()
-
-    results = {
-        "meta": meta,
-        "tables": {f"{t['workload']}/{t['dataset']}": t for t in tables},
-        "cases": [row for t in tables for row in t["rows"]],
-    }
-    if args.out:
-        out = Path(args.out)
-    else:
-        folder = REPO / "benchmarks" / "results" / ("quick" if args.quick else "")
-        out = folder / f"geometry_{device_tag(device)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    os.replace(tmp, out)
-    print(f"\nwrote {out}")
+    write_result("geometry", device, meta, tables, quick=args.quick, out=Path(args.out) if args.out else None)
     return 0
 
 

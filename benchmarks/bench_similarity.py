@@ -9,34 +9,34 @@ Peers (no similarity package is installed; ckatorch / torch-cka are not used):
   drop small neurons, ridge, pinv, eigh square root, SVD), with SVCCA's SVD
   reduction to 99% of the variance as in Raghu et al. (2017).
 
-Cases: linear CKA (biased, unbiased) and SVCCA on 5,000 x 512 activations with
-shared low-rank structure, and P3's mean CCA on 10,000 x 64 (P3: N*h*w ~ 10,000
-rows, 64 channels). Each line gives seconds (best of --repeats after a warm-up),
-the value, and its absolute difference from the reference value.
+Workloads: linear CKA (biased, unbiased), SVCCA and mean CCA on 5,000 x 512 activations
+with shared low-rank structure, and P3's mean CCA on 10,000 x 64 (P3: N*h*w ~ 10,000
+rows, 64 channels). One table per workload (:mod:`harness`): median seconds of
+--repeats after a warm-up, peak memory, the time as a percentage of the same-run
+float32 GEMM of the two activation matrices (``a.T @ b``, the cross-covariance any
+of these measures needs), the speed-up of ours over the fastest peer, the value and
+its absolute difference from the float64 reference value.
 
 Usage: python benchmarks/bench_similarity.py [--device cpu|cuda] [--quick] [--threads k]
-Writes benchmarks/results/similarity_<device-tag>.json atomically.
+Writes benchmarks/results/similarity_<device-tag>.json (--quick: results/quick/) atomically.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import re
-import resource
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from domaingap.kernels import similarity as sim
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "lib"))  # runnable without installing
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from harness import Table, gemm_seconds, machine_meta, timed, write_result  # noqa: E402
+
+from domaingap.kernels import similarity as sim  # noqa: E402
 
 
 # --------------------------------------------------------------------------- #
@@ -126,30 +126,6 @@ def make_activations(n: int, p: int, q: int, rank: int, device: str, seed: int =
     return a.relu().to(device), b.relu().to(device)
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def timed(fn, repeats: int, device: str):
-    value = fn()  # warm-up (cuBLAS/cuSOLVER handles, allocator)
-    sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        value = fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best, value
-
-
-def device_tag(device: str) -> str:
-    if device == "cpu":
-        return "cpu"
-    name = torch.cuda.get_device_name(0).lower()
-    return "cuda-" + re.sub(r"[^a-z0-9]+", "-", name).strip("-")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -177,89 +153,47 @@ def main(argv=None) -> int:
     pa, pb = make_activations(n_p3, c_p3, c_p3, rank=16, device=device, seed=1)
     pa_np, pb_np = pa.double().cpu().numpy(), pb.double().cpu().numpy()
 
-    cases = []
+    dev, cpu = torch.device(device), torch.device("cpu")
+    meta = machine_meta("similarity (CKA, SVCCA, mean CCA)", dev, argv, numpy=np.__version__, quick=args.quick,
+                        repeats=repeats, threads_flag=args.threads,
+                        timing="median of repeats after a warm-up; values from float32 activations, computed in "
+                               "float64 by ours; peak = memory above the level before each call")
+    gemm = gemm_seconds(a.T.contiguous(), b.T.contiguous(), repeats=3)
+    gemm3 = gemm_seconds(pa.T.contiguous(), pb.T.contiguous(), repeats=3)
+    tables = []
 
-    def run(case, impl, impl_device, fn, ref_value, shape):
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        seconds, value = timed(fn, repeats, impl_device)
-        row = {
-            "case": case,
-            "impl": impl,
-            "device": impl_device,
-            "shape": shape,
-            "seconds": seconds,
-            "value": value,
-            "abs_diff_vs_reference": abs(value - ref_value),
-        }
-        if impl_device.startswith("cuda"):
-            row["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-        cases.append(row)
-        print(
-            f"{case:<20} {impl:<34} {impl_device:<5} {shape:<12} {seconds * 1e3:10.2f} ms  "
-            f"value={value:.12f}  |diff|={row['abs_diff_vs_reference']:.2e}",
-            flush=True,
-        )
-        return value
+    def table(workload, what, ref_value, impls, n_rows, n_cols, ref_s):
+        t = Table(workload, f"synthetic activations {n_rows}x{n_cols}", n_rows, n_cols, ref_s, what)
+        for impl, on_cpu, fn in impls:
+            fn()  # warm-up (BLAS/LAPACK handles, allocator)
+            med, times, peak, value = timed(fn, cpu if on_cpu else dev, repeats)
+            t.add(impl, impl.startswith("ours"), med, times, peak, value=float(value),
+                  abs_diff=abs(float(value) - ref_value))
+        tables.append(t.finish())
 
-    shape = f"{n}x{p}"
-    # --- linear CKA (biased) ---
-    ref = ref_feature_space_linear_cka(a_np, b_np)
-    run("linear_cka", "ours (domaingap)", device, lambda: sim.linear_cka(a, b), ref, shape)
-    run("linear_cka", "Kornblith feature-space (numpy)", "cpu",
-        lambda: ref_feature_space_linear_cka(a_np, b_np), ref, shape)
-    if not args.quick or n <= 2000:
-        run("linear_cka", "Kornblith n x n Gram (numpy)", "cpu",
-            lambda: ref_gram_cka(a_np, b_np, False), ref, shape)
-    # --- linear CKA (unbiased) ---
-    ref_u = ref_gram_cka(a_np, b_np, True)
-    run("linear_cka_unbiased", "ours (domaingap)", device,
-        lambda: sim.linear_cka(a, b, unbiased=True), ref_u, shape)
-    run("linear_cka_unbiased", "Kornblith n x n Gram debiased", "cpu",
-        lambda: ref_gram_cka(a_np, b_np, True), ref_u, shape)
-    # --- SVCCA ---
-    ref_s = ref_svcca(a_np, b_np)
-    run("svcca_0.99", "ours (domaingap)", device, lambda: sim.svcca(a, b), ref_s, shape)
-    run("svcca_0.99", "np.linalg.svd + svcca cca_core", "cpu",
-        lambda: ref_svcca(a_np, b_np), ref_s, shape)
-    # --- mean CCA on the full 512 neurons, both algorithms ---
-    ref_m = ref_mean_cca(a_np, b_np)
-    run("mean_cca", "ours method=svd (covariance)", device, lambda: sim.mean_cca(a, b), ref_m, shape)
-    run("mean_cca", "ours method=qr (Bjorck-Golub)", device,
-        lambda: float(sim.cca(a, b, method="qr").mean()), ref_m, shape)
-    run("mean_cca", "svcca cca_core (numpy)", "cpu", lambda: ref_mean_cca(a_np, b_np), ref_m, shape)
-    # --- P3's setting: N*h*w ~ 10,000 rows x 64 channels ---
-    shape3 = f"{n_p3}x{c_p3}"
-    ref_p3 = ref_mean_cca(pa_np, pb_np)
-    run("mean_cca_p3", "ours (domaingap)", device, lambda: sim.mean_cca(pa, pb), ref_p3, shape3)
-    run("mean_cca_p3", "svcca cca_core (numpy)", "cpu",
-        lambda: ref_mean_cca(pa_np, pb_np), ref_p3, shape3)
-
-    meta = {
-        "benchmark": "similarity",
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device,
-        "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor()
-        or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": sys.version.split()[0],
-        "quick": args.quick,
-        "repeats": repeats,
-        "timing": "best of repeats after one warm-up; values from float32 activations, "
-        "computed in float64",
-        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "load_average_1_5_15": os.getloadavg(),
-        "threads_flag": args.threads,
-    }
-    out = args.out or RESULTS / f"similarity_{device_tag(device)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"meta": meta, "cases": cases}, indent=2) + "\n")
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    table("linear_cka", "linear CKA (biased)", ref_feature_space_linear_cka(a_np, b_np), [
+        ("ours: similarity.linear_cka", False, lambda: sim.linear_cka(a, b)),
+        ("Kornblith feature-space (numpy)", True, lambda: ref_feature_space_linear_cka(a_np, b_np)),
+        ("Kornblith n x n Gram (numpy)", True, lambda: ref_gram_cka(a_np, b_np, False)),
+    ], n, p, gemm)
+    table("linear_cka_unbiased", "linear CKA (unbiased HSIC)", ref_gram_cka(a_np, b_np, True), [
+        ("ours: similarity.linear_cka(unbiased=True)", False, lambda: sim.linear_cka(a, b, unbiased=True)),
+        ("Kornblith n x n Gram debiased (numpy)", True, lambda: ref_gram_cka(a_np, b_np, True)),
+    ], n, p, gemm)
+    table("svcca", "SVCCA (SVD to 99% of the variance, then mean CCA)", ref_svcca(a_np, b_np), [
+        ("ours: similarity.svcca", False, lambda: sim.svcca(a, b)),
+        ("np.linalg.svd + svcca cca_core (numpy)", True, lambda: ref_svcca(a_np, b_np)),
+    ], n, p, gemm)
+    table("mean_cca", "mean CCA over all 512 neurons", ref_mean_cca(a_np, b_np), [
+        ("ours: similarity.mean_cca (covariance, svd)", False, lambda: sim.mean_cca(a, b)),
+        ("ours: similarity.cca(method='qr') (Bjorck-Golub)", False, lambda: float(sim.cca(a, b, method="qr").mean())),
+        ("svcca cca_core (numpy)", True, lambda: ref_mean_cca(a_np, b_np)),
+    ], n, p, gemm)
+    table("mean_cca_p3", "P3's mean CCA at one layer (N*h*w rows x 64 channels)", ref_mean_cca(pa_np, pb_np), [
+        ("ours: similarity.mean_cca", False, lambda: sim.mean_cca(pa, pb)),
+        ("svcca cca_core (numpy)", True, lambda: ref_mean_cca(pa_np, pb_np)),
+    ], n_p3, c_p3, gemm3)
+    write_result("similarity", dev, meta, tables, quick=args.quick, out=args.out)
     return 0
 
 

@@ -55,7 +55,8 @@ def main() -> None:
                    "first_epoch_s": epoch_s[0], "steady_epoch_s": steady,
                    "images_per_s": args.n / steady, "projected_100_epochs_min": 100 * steady / 60,
                    "final_train_loss": hist["train_loss"][-1],
-                   "cuda_peak_mib": (torch.cuda.max_memory_allocated() / 2**20) if args.device.startswith("cuda") else None}],
+                   "cuda_peak_mib": (torch.cuda.max_memory_allocated() / 2**20)
+                   if args.device.startswith("cuda") else None}],
     }
     tag = args.device if args.device == "cpu" else "cuda-" + device_name.lower().replace(" ", "-")
     OUT.mkdir(exist_ok=True)

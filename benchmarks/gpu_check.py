@@ -41,7 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_geometry import device_tag, load  # noqa: E402  (the benchmark's data loader and device naming)
+from bench_geometry import load  # noqa: E402  (the benchmark's data loader)
+from harness import device_tag  # noqa: E402
 
 from domaingap import runs  # noqa: E402
 from domaingap.chapters import sweeps  # noqa: E402

@@ -17,14 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from harness import machine_meta  # noqa: E402
+
 OUT = Path(__file__).resolve().parent / "results"
 TARGET_MIN = {"default": 45.0}  # issue 17: the default book from an empty store in <= 45 min on 2 cores
 HEADER = "== domaingap book ("
@@ -91,17 +96,16 @@ def main(argv: list[str] | None = None) -> int:
                "--jobs", str(args.jobs)]
     log_path = args.root.resolve() / f"book_{args.profile}.log"
     load_start = list(os.getloadavg())
+    # the code that is timed: the commit at the start (the tree may move on while the book builds)
+    commit, dirty = _git("rev-parse", "HEAD"), _git("status", "--porcelain", "--untracked-files=no") != ""
     status, wall, steps = time_steps(command, env, log_path)
     kinds = _store_summary(store)
     target = TARGET_MIN.get(args.profile)
     record = {
-        "meta": {"benchmark": f"the {args.profile} book from an empty store", "device": "cpu",
-                 "device_name": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                 "jobs": args.jobs, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-                 "load_average_1_5_15": load_start, "load_average_1_5_15_end": list(os.getloadavg()),
-                 "commit": _git("rev-parse", "HEAD"),
-                 "uncommitted_changes": _git("status", "--porcelain", "--untracked-files=no") != "",
-                 "command": " ".join(command[1:]), "python": platform.python_version()},
+        "meta": machine_meta(f"the {args.profile} book from an empty store", torch.device("cpu"), argv,
+                             jobs=args.jobs, load_average_1_5_15=load_start,
+                             load_average_1_5_15_end=list(os.getloadavg()), commit=commit,
+                             uncommitted_changes=dirty, command=" ".join(command[1:])),
         "book": {"profile": args.profile, "exit_status": status, "wall_s": wall, "wall_min": wall / 60,
                  "target_min": target, "within_target": None if target is None else bool(wall / 60 <= target),
                  "steps": steps,
