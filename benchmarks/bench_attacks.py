@@ -4,7 +4,8 @@ hand-written torch loop, on the same model and data in one run.
 Model: ResNet-18 adapted to 28x28 grayscale (``models.build_model``, 3x3 stem, no maxpool),
 2 classes, random weights, eval mode (throughput does not depend on the weights). Data: uniform
 noise in [0, 1] (torchattacks assumes that range). One table per attack (:mod:`harness`): each
-implementation's median seconds over ``--repeats`` after a warm-up, its peak memory, its time as a
+implementation's median seconds over ``--repeats`` rounds after a warm-up (the implementations interleaved
+in each round, so load drift hits them alike), its peak memory, its time as a
 percentage of the same-run reference, and the speed-up of ours over the fastest peer. The reference is
 the least any gradient attack has to do: its gradient passes (1 for FGSM, 10 for PGD-10), each one
 forward and backward pass of the model to the input, timed in the same run. FGSM rows also give the
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))  # runnable without installing
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from harness import Table, machine_meta, sync, timed, write_result  # noqa: E402
+from harness import Table, machine_meta, sync, timed, timed_round_robin, write_result  # noqa: E402
 
 from domaingap import models  # noqa: E402
 from domaingap.kernels import attacks  # noqa: E402
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--n", type=int, default=None, help="images per timed pass (default 2048 cuda, 64 cpu)")
     ap.add_argument("--batch-size", type=int, default=None, help="default 256 cuda, 16 cpu")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="timed rounds, the implementations interleaved")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     ap.add_argument("--quick", action="store_true", help="tiny run: n=16 (cpu) / 512 (cuda), 1 repeat")
     ap.add_argument("--out", type=Path, default=None)
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = machine_meta("attacks (FGSM, PGD-10)", device, argv, torchattacks=torchattacks.__version__,
                         model="resnet18 (28x28x1, 3x3 stem, no maxpool), 2 classes, eval mode", n=n, batch_size=bs,
                         repeats=repeats, eps_linf=EPS_LINF, eps_l2=EPS_L2, steps=STEPS, quick=args.quick,
-                        timing="median of repeats after a warm-up; peak = memory above the level before each call")
+                        timing="median of interleaved rounds after a warm-up; peak = memory above the level "
+                               "before each call")
     fb = gradient_pass_seconds(model, batches, device, max(repeats, 3))
 
     def over_batches(fn):
@@ -147,12 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     for workload, (grads, what, impls) in workloads.items():
         t = Table(workload, "noise 28x28x1", n, 28 * 28, grads * fb, what,
                   reference=f"{grads} same-run forward+backward pass{'es' if grads > 1 else ''}")
-        ours_out = None
-        for impl, fn in impls.items():
-            run = over_batches(fn)
+        runs = {impl: over_batches(fn) for impl, fn in impls.items()}
+        for run in runs.values():
             run()  # warm-up (allocator, lazy imports, oneDNN/cuDNN kernels)
-            sync(device)
-            med, times, peak, out = timed(run, device, repeats)
+        sync(device)
+        timings = timed_round_robin(runs, device, repeats)
+        ours_out = None
+        for impl, (med, times, peak, out) in timings.items():
             extra = {"images_per_s": n / med}
             if ours_out is None:
                 ours_out = out

@@ -12,10 +12,11 @@ Peers (no similarity package is installed; ckatorch / torch-cka are not used):
 Workloads: linear CKA (biased, unbiased), SVCCA and mean CCA on 5,000 x 512 activations
 with shared low-rank structure, and P3's mean CCA on 10,000 x 64 (P3: N*h*w ~ 10,000
 rows, 64 channels). One table per workload (:mod:`harness`): median seconds of
---repeats after a warm-up, peak memory, the time as a percentage of the same-run
-float32 GEMM of the two activation matrices (``a.T @ b``, the cross-covariance any
-of these measures needs), the speed-up of ours over the fastest peer, the value and
-its absolute difference from the float64 reference value.
+--repeats rounds after a warm-up (the implementations interleaved in each round),
+peak memory, the time as a percentage of the same-run float32 GEMM of the two
+activation matrices (``a.T @ b``, the cross-covariance any of these measures needs),
+the speed-up of ours over the fastest peer, the value and its absolute difference
+from the float64 reference value.
 
 Usage: python benchmarks/bench_similarity.py [--device cpu|cuda] [--quick] [--threads k]
 Writes benchmarks/results/similarity_<device-tag>.json (--quick: results/quick/) atomically.
@@ -34,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))  # runnable without installing
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from harness import Table, gemm_seconds, machine_meta, timed, write_result  # noqa: E402
+from harness import Table, gemm_seconds, machine_meta, timed_round_robin, write_result  # noqa: E402
 
 from domaingap.kernels import similarity as sim  # noqa: E402
 
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch.cuda.is_available() is False")
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 5)
     n, p = (1000, 128) if args.quick else (5000, 512)
     n_p3, c_p3 = (2000, 64) if args.quick else (10000, 64)
 
@@ -153,20 +154,22 @@ def main(argv=None) -> int:
     pa, pb = make_activations(n_p3, c_p3, c_p3, rank=16, device=device, seed=1)
     pa_np, pb_np = pa.double().cpu().numpy(), pb.double().cpu().numpy()
 
-    dev, cpu = torch.device(device), torch.device("cpu")
+    dev = torch.device(device)
     meta = machine_meta("similarity (CKA, SVCCA, mean CCA)", dev, argv, numpy=np.__version__, quick=args.quick,
                         repeats=repeats, threads_flag=args.threads,
-                        timing="median of repeats after a warm-up; values from float32 activations, computed in "
-                               "float64 by ours; peak = memory above the level before each call")
+                        timing="median of interleaved rounds after a warm-up; values from float32 activations, "
+                               "computed in float64 by ours; peak = memory above the level before each call")
     gemm = gemm_seconds(a.T.contiguous(), b.T.contiguous(), repeats=3)
     gemm3 = gemm_seconds(pa.T.contiguous(), pb.T.contiguous(), repeats=3)
     tables = []
 
     def table(workload, what, ref_value, impls, n_rows, n_cols, ref_s):
         t = Table(workload, f"synthetic activations {n_rows}x{n_cols}", n_rows, n_cols, ref_s, what)
-        for impl, on_cpu, fn in impls:
+        for _, _, fn in impls:
             fn()  # warm-up (BLAS/LAPACK handles, allocator)
-            med, times, peak, value = timed(fn, cpu if on_cpu else dev, repeats)
+        # interleaved rounds, synchronised on the device when any implementation runs there
+        timings = timed_round_robin({impl: fn for impl, _, fn in impls}, dev, repeats)
+        for impl, (med, times, peak, value) in timings.items():
             t.add(impl, impl.startswith("ours"), med, times, peak, value=float(value),
                   abs_diff=abs(float(value) - ref_value))
         tables.append(t.finish())

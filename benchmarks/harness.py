@@ -101,6 +101,26 @@ def timed(fn, device: torch.device, repeats: int):
     return statistics.median(times), times, max(peaks), out
 
 
+def timed_round_robin(fns: dict, device: torch.device, repeats: int) -> dict:
+    """:func:`timed` for several implementations of one workload, interleaved: repeat ``r`` runs every one of them
+    once, starting with a different one each repeat, so load drift, frequency changes and the previous call's
+    frees hit all of them alike. Returns ``{name: (median s, list of s, max peak MiB, last result)}``."""
+    names = list(fns)
+    times: dict = {k: [] for k in names}
+    peaks: dict = {k: [] for k in names}
+    outs: dict = {}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            outs[name] = None  # release the previous result before measuring memory again
+            with PeakMemory(device) as mem:
+                t0 = time.perf_counter()
+                outs[name] = fns[name]()
+                sync(device)
+                times[name].append(time.perf_counter() - t0)
+            peaks[name].append(mem.peak_mb)
+    return {k: (statistics.median(times[k]), times[k], max(peaks[k]), outs[k]) for k in names}
+
+
 def gemm_seconds(a: torch.Tensor, b: torch.Tensor | None = None, repeats: int = 3) -> float:
     """Median time of the raw float32 GEMM ``a @ b.T`` (``b = a``: the N x N x D Gram product) in row blocks of
     2048, TF32 off: the dense work every exact distance, CCA or CKA method faces."""
