@@ -117,6 +117,11 @@ def ref_mean_cca(x: np.ndarray, y: np.ndarray) -> float:
 # --------------------------------------------------------------------------- #
 # Harness
 # --------------------------------------------------------------------------- #
+def f64(x: np.ndarray) -> np.ndarray:
+    """A float64 copy, as the numpy peers need (inside their timing)."""
+    return x.astype(np.float64)
+
+
 def make_activations(n: int, p: int, q: int, rank: int, device: str, seed: int = 0):
     """float32 activations with shared rank-`rank` structure, ReLU'd like conv outputs."""
     g = torch.Generator(device="cpu").manual_seed(seed)
@@ -150,9 +155,13 @@ def main(argv=None) -> int:
     n_p3, c_p3 = (2000, 64) if args.quick else (10000, 64)
 
     a, b = make_activations(n, p, p, rank=64, device=device)
-    a_np, b_np = a.double().cpu().numpy(), b.double().cpu().numpy()
+    # every implementation gets the same float32 arrays; the numpy peers convert to float64 inside their timing,
+    # as ours does (the reference values come from the float64 copies)
+    a32, b32 = a.cpu().numpy(), b.cpu().numpy()
+    a_np, b_np = a32.astype(np.float64), b32.astype(np.float64)
     pa, pb = make_activations(n_p3, c_p3, c_p3, rank=16, device=device, seed=1)
-    pa_np, pb_np = pa.double().cpu().numpy(), pb.double().cpu().numpy()
+    pa32, pb32 = pa.cpu().numpy(), pb.cpu().numpy()
+    pa_np, pb_np = pa32.astype(np.float64), pb32.astype(np.float64)
 
     dev = torch.device(device)
     meta = machine_meta("similarity (CKA, SVCCA, mean CCA)", dev, argv, numpy=np.__version__, quick=args.quick,
@@ -176,25 +185,25 @@ def main(argv=None) -> int:
 
     table("linear_cka", "linear CKA (biased)", ref_feature_space_linear_cka(a_np, b_np), [
         ("ours: similarity.linear_cka", False, lambda: sim.linear_cka(a, b)),
-        ("Kornblith feature-space (numpy)", True, lambda: ref_feature_space_linear_cka(a_np, b_np)),
-        ("Kornblith n x n Gram (numpy)", True, lambda: ref_gram_cka(a_np, b_np, False)),
+        ("Kornblith feature-space (numpy)", True, lambda: ref_feature_space_linear_cka(f64(a32), f64(b32))),
+        ("Kornblith n x n Gram (numpy)", True, lambda: ref_gram_cka(f64(a32), f64(b32), False)),
     ], n, p, gemm)
     table("linear_cka_unbiased", "linear CKA (unbiased HSIC)", ref_gram_cka(a_np, b_np, True), [
         ("ours: similarity.linear_cka(unbiased=True)", False, lambda: sim.linear_cka(a, b, unbiased=True)),
-        ("Kornblith n x n Gram debiased (numpy)", True, lambda: ref_gram_cka(a_np, b_np, True)),
+        ("Kornblith n x n Gram debiased (numpy)", True, lambda: ref_gram_cka(f64(a32), f64(b32), True)),
     ], n, p, gemm)
     table("svcca", "SVCCA (SVD to 99% of the variance, then mean CCA)", ref_svcca(a_np, b_np), [
         ("ours: similarity.svcca", False, lambda: sim.svcca(a, b)),
-        ("np.linalg.svd + svcca cca_core (numpy)", True, lambda: ref_svcca(a_np, b_np)),
+        ("np.linalg.svd + svcca cca_core (numpy)", True, lambda: ref_svcca(f64(a32), f64(b32))),
     ], n, p, gemm)
     table("mean_cca", "mean CCA over all 512 neurons", ref_mean_cca(a_np, b_np), [
         ("ours: similarity.mean_cca (covariance, svd)", False, lambda: sim.mean_cca(a, b)),
         ("ours: similarity.cca(method='qr') (Bjorck-Golub)", False, lambda: float(sim.cca(a, b, method="qr").mean())),
-        ("svcca cca_core (numpy)", True, lambda: ref_mean_cca(a_np, b_np)),
+        ("svcca cca_core (numpy)", True, lambda: ref_mean_cca(f64(a32), f64(b32))),
     ], n, p, gemm)
     table("mean_cca_p3", "P3's mean CCA at one layer (N*h*w rows x 64 channels)", ref_mean_cca(pa_np, pb_np), [
         ("ours: similarity.mean_cca", False, lambda: sim.mean_cca(pa, pb)),
-        ("svcca cca_core (numpy)", True, lambda: ref_mean_cca(pa_np, pb_np)),
+        ("svcca cca_core (numpy)", True, lambda: ref_mean_cca(f64(pa32), f64(pb32))),
     ], n_p3, c_p3, gemm3)
     write_result("similarity", dev, meta, tables, quick=args.quick, out=args.out)
     return 0
