@@ -289,3 +289,24 @@ def test_models_and_penultimate_on_cuda():
         x = torch.rand(4, 1, 28, 28, device="cuda")
         with torch.no_grad():
             assert model(x).is_cuda and models.penultimate(model, x).is_cuda
+
+
+def test_channels_last_keeps_values_and_outputs_and_is_used_by_every_training_run():
+    from domaingap.chapters import p1, p2, p3
+    from domaingap.runs import code
+
+    torch.manual_seed(0)
+    model = models.build_model("resnet18", in_channels=1, num_classes=2, image_size=28, width=8).eval()
+    x = torch.rand(4, 1, 28, 28)
+    ref = model(x)
+    cl_model, cl_x = models.channels_last(model, x)
+    assert cl_x.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl_x, x)
+    assert cl_model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl_model(cl_x), ref, rtol=1e-5, atol=1e-6)  # the same network, another layout
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\) tensors, got a tensor of shape \(4, 784\)"):
+        models.channels_last(x.flatten(1))
+    with pytest.raises(ValueError, match="at least one"):
+        models.channels_last()
+    # one helper for the book: every training run reaches it
+    for kind in (p1.runs.train, p2.runs.train_run, p3.run_pretrain, p3.run_finetune):
+        assert "domaingap.models.channels_last" in code.closure([kind]), kind.name

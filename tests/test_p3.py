@@ -281,7 +281,7 @@ def test_code_closures_hold_what_shapes_each_result_and_no_analysis():
         p3.run_finetune: shared + [p3.target_pool, p3.folds, p3.load_images, p3.init_model, p3.warmup_head,
                                    models.load_pretrained, models.penultimate, training.predict_proba,
                                    p3.save_state, p3.validation_split, training.early_stop,
-                                   p3.channels_last],
+                                   models.channels_last],
         p3.run_similarity: [p3.probe_images, p3.materialise, p3.init_model, p3.load_state, p3.pair_label,
                             similarity.activations, similarity.layer_similarity, models.build_model,
                             data.load_arrays, data.release_for, p3.matched_cca, p3.matched_rows],

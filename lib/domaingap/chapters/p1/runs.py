@@ -91,10 +91,7 @@ def train(spec: dict, inputs: dict, work: Path) -> dict:
     device = devices.default_device()
     x_tr, y_tr, x_te, y_te = run_data(spec)
     torch.manual_seed(spec["seed"])  # the initial weights
-    # channels_last: 13% (ResNet-18, width 16) and 19% (VGG-13, width 8) less time per training step at 28 px on
-    # one CPU thread (measured 2026-12-06, batch 32); the weights are saved contiguous
-    model = build(spec).to(memory_format=torch.channels_last)
-    x_tr = x_tr.contiguous(memory_format=torch.channels_last)
+    model, x_tr = models.channels_last(build(spec), x_tr)  # faster steps (models.channels_last); saved contiguous
     hist = training.fit(model, x_tr.to(device), y_tr.to(device), epochs=spec["epochs"],
                         batch_size=spec["batch_size"], lr=spec["lr"], weight_decay=spec["weight_decay"],
                         optimizer=spec["optimizer"], seed=spec["seed"], progress=False, device=device)

@@ -62,10 +62,7 @@ def train_run(spec: dict, inputs: dict, work: Path) -> dict:
     x_te, y_te = test_data(spec)
     weights = balanced_class_weights(y, t.num_classes) if spec["class_weights"] == "balanced" else None
     torch.manual_seed(spec["seed"])  # the initial weights
-    # channels_last: ~25-30% faster training of the small CNN on one CPU thread (measured 2026-12-06, 28 px gray
-    # and RGB, standard and adversarial); the weights are saved contiguous
-    net = build(spec).to(memory_format=torch.channels_last)
-    x = x.contiguous(memory_format=torch.channels_last)
+    net, x = models.channels_last(build(spec), x)  # faster steps (models.channels_last); saved contiguous
     adversarial = None
     if spec["adversarial"] is not None:
         adversarial = {k: v for k, v in spec["adversarial"].items() if k in ("eps", "steps", "step_size", "norm")}

@@ -71,7 +71,7 @@ from .analysis import (PAPER_AUC, PAPER_CCA_CHEST, PAPER_PRED_SIM, PAPER_TARGET,
 from .images import folds, load_images, probe_images, target_pool, validation_split
 from .networks import (build, init_model, load_state, materialise, save_state,
                        warmup_head, weights_init)
-from .runs import (channels_last, matched_cca, matched_rows, reference_run, run_finetune, run_pretrain,
+from .runs import (matched_cca, matched_rows, reference_run, run_finetune, run_pretrain,
                    run_similarity)
 from .specs import (finetune, finetune_runs, finetune_spec, finetune_specs, pretrain, pretrain_runs, pretrain_spec,
                     pretrain_specs, replica_inits, similarities, similarity_models, similarity_pairs,
@@ -89,6 +89,6 @@ __all__ = [
     "run_finetune", "run_pretrain", "run_similarity", "save_state", "similarities", "similarity_frame",
     "similarity_models", "similarity_pairs", "similarity_runs", "similarity_spec", "similarity_specs",
     "source_init", "sweeps", "target_pool", "warmup_head", "weights_init",
-    "ORIGINS", "channels_last", "matched_cca", "matched_rows", "origin_overlap",
+    "ORIGINS", "matched_cca", "matched_rows", "origin_overlap",
     "replica_inits", "validation_split",
 ]

@@ -21,23 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from ... import data, devices, runs, training
+from ...models import channels_last
 from ...kernels import similarity
 from .images import folds, load_images, probe_images, target_pool, validation_split
 from .networks import build, init_model, materialise, reference_kind, save_state, warmup_head
 from .tasks import pair_label
 
-__all__ = ["channels_last", "matched_cca", "matched_rows", "reference_run", "run_finetune", "run_pretrain",
+__all__ = ["matched_cca", "matched_rows", "reference_run", "run_finetune", "run_pretrain",
            "run_similarity"]
 
-
-def channels_last(*tensors_or_models):
-    """Models and image batches in the channels-last memory format (measured about 1.5x faster per training
-    step of the chapter's ResNet on one CPU core); values are unchanged."""
-    import torch
-
-    out = [t.to(memory_format=torch.channels_last) if isinstance(t, torch.nn.Module)
-           else t.contiguous(memory_format=torch.channels_last) for t in tensors_or_models]
-    return out[0] if len(out) == 1 else out
 
 _LIBRARIES = ("numpy", "torch", "torchvision", "scikit-learn")
 
