@@ -530,3 +530,17 @@ def test_verdict():
     assert p2.verdict(0.1, 0.01) == "reproduced" and p2.verdict(-0.1, 0.01) == "not reproduced"
     assert p2.verdict(-0.1, 0.01, expected_sign=-1) == "reproduced" and p2.verdict(0.1, 0.2) == "inconclusive"
     assert p2.verdict(float("nan"), 0.01) == "inconclusive"
+
+
+def test_swap_by_task_flags_seeds_that_share_their_task_effect():
+    import pandas as pd
+
+    idx = pd.MultiIndex.from_product([[f"t{i}" for i in range(6)], [0, 1, 2]], names=["task", "seed"])
+    rng = np.random.default_rng(0)
+    # three seeds per task that all carry their task's difference: 18 pairs but only 6 independent units
+    shared = p2.swap_by_task(pd.Series(np.repeat([0.10, 0.05, 0.20, 0.08, 0.15, 0.12], 3)
+                                       + 0.005 * rng.normal(size=18), index=idx))
+    # every pair its own independent draw: swapping whole tasks is no worse than swapping pairs
+    independent = p2.swap_by_task(pd.Series(rng.normal(size=18), index=idx))
+    assert shared.rejections == 18 and shared.rate == pytest.approx(18 / 64)  # all 2^6 patterns enumerated
+    assert shared.rate > 0.2 and independent.rate <= 0.07 and "must be <= alpha" in shared.summary()
